@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Debian packages the core tests use (the real testsaslauthd and C saslauthd) and
+# the project itself with every optional extra.
+set -euo pipefail
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends sasl2-bin libsasl2-modules >/dev/null
+python3 -m pip install -q --upgrade pip
+python3 -m pip install -q -e '.[test]'

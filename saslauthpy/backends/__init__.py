@@ -1,0 +1,46 @@
+"""Backends, one module each, chosen by name (``-a NAME`` or ``mechanisms = [...]``)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from .base import ConfigError
+
+if TYPE_CHECKING:
+    from .base import Backend, Store
+
+# mechanism name -> module under saslauthpy.backends
+MODULES = {
+    "sql": "sql",
+    "getpwent": "getpwent",
+    "shadow": "shadow",
+    "pam": "pam",
+    "sasldb": "sasldb",
+    "ldap": "ldap",
+}
+
+
+def _module(name: str):
+    key = name.lower()
+    if key not in MODULES:
+        known = ", ".join(sorted(MODULES))
+        raise ConfigError(f"unknown mechanism {name!r}: choose one of {known}")
+    try:
+        return importlib.import_module(f"{__name__}.{MODULES[key]}")
+    except ImportError as exc:
+        raise ConfigError(
+            f"mechanism {name!r} needs a module that is not installed ({exc.name or exc}): "
+            f"pip install 'saslauthpy[all]'"
+        ) from exc
+
+
+def backend_class(name: str) -> type[Backend]:
+    return _module(name).Backend
+
+
+def store_class(name: str) -> type[Store]:
+    mod = _module(name)
+    if not hasattr(mod, "Store"):
+        raise ConfigError(f"mechanism {name!r} keeps no users that saslauthpy-admin can manage")
+    return mod.Store
