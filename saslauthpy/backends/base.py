@@ -104,7 +104,13 @@ class NoSuchUser(Exception):
 
 class Store:
     """User management for ``saslauthpy-admin``.  Passwords arrive in clear; each store
-    decides how to keep them (the SQL table hashes, sasldb keeps cleartext as saslauthd does)."""
+    decides how to keep them (the SQL table hashes, sasldb keeps cleartext as saslauthd does).
+
+    Constructed like a backend: ``Store(config, options)`` with the backend's TOML table."""
+
+    def __init__(self, config: Config, options: Mapping[str, Any]):
+        self.config = config
+        self.options = options
 
     def add(self, login: str, realm: str, password: bytes) -> None:
         raise NotImplementedError
