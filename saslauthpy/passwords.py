@@ -1,0 +1,485 @@
+"""Password-hash schemes: verify what mail databases hold, hash new passwords.
+
+``verify(password, stored)`` understands
+
+* crypt(3) strings, bare or under ``{CRYPT}``/``{UNIX}`` (and Dovecot's ``{*-CRYPT}``
+  names): ``$y$ $gy$ $7$ $6$ $5$ $1$ $2b$ $2y$ $2a$`` and DES, through libxcrypt's
+  ``crypt_rn`` called with ctypes, which releases the GIL;
+* Dovecot/LDAP ``{SCHEME}`` prefixes (case-insensitive), with Dovecot's ``.b64`` / ``.hex``
+  encoding suffixes: digests (``{SHA} {SHA1} {SHA256} {SHA512} {MD5} {PLAIN-MD5} {LDAP-MD5}``),
+  salted digests (``{SSHA} {SSHA256} {SSHA512} {SMD5}``), ``{PBKDF2}``, ``{ARGON2I}``,
+  ``{ARGON2ID}``, cleartext (``{PLAIN} {CLEARTEXT} {CLEAR}``);
+* bare ``$argon2id$``/``$argon2i$`` (argon2-cffi).
+
+A stored value with no recognised scheme raises ``UnknownScheme`` unless the caller configured
+a default scheme for such values.  Malformed values of a known scheme are simply ``False``.
+Nothing here logs, prints or puts into an exception a password or a stored hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ctypes
+import ctypes.util
+import hashlib
+import hmac
+import os
+import re
+import threading
+from collections.abc import Callable
+
+__all__ = [
+    "DEFAULT_SCHEME",
+    "HASH_SCHEMES",
+    "UnknownScheme",
+    "crypt",
+    "crypt_available",
+    "gensalt",
+    "hash_password",
+    "is_known_scheme",
+    "scheme_of",
+    "verify",
+]
+
+
+class UnknownScheme(ValueError):
+    """The stored value carries no scheme we know.  ``.scheme`` is the prefix seen
+    (``"{FOO}"``, ``"$9$"``, or ``""`` for a value with no prefix) - never the hash."""
+
+    def __init__(self, scheme: str, detail: str = "") -> None:
+        self.scheme = scheme
+        shown = scheme if scheme else "(no scheme prefix)"
+        super().__init__(f"unknown password scheme {shown}" + (f": {detail}" if detail else ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# libxcrypt through ctypes
+
+_CRYPT_DATA_SIZE = 32768  # sizeof(struct crypt_data) in libxcrypt
+_GENSALT_OUTPUT_SIZE = 192  # CRYPT_GENSALT_OUTPUT_SIZE
+_lib_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_lib_loaded = False
+_tls = threading.local()
+
+
+def _libcrypt() -> ctypes.CDLL | None:
+    """libxcrypt, loaded once; None when it (or crypt_rn) is not there."""
+    global _lib, _lib_loaded
+    if _lib_loaded:
+        return _lib
+    with _lib_lock:
+        if not _lib_loaded:
+            lib = None
+            for name in ("libcrypt.so.1", ctypes.util.find_library("crypt")):
+                if not name:
+                    continue
+                try:
+                    cand = ctypes.CDLL(name)  # CDLL (not PyDLL): calls release the GIL
+                    fn = cand.crypt_rn
+                    gs = cand.crypt_gensalt_rn
+                except (OSError, AttributeError):
+                    continue
+                fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
+                fn.restype = ctypes.c_char_p
+                gs.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int,
+                               ctypes.c_char_p, ctypes.c_int]
+                gs.restype = ctypes.c_char_p
+                lib = cand
+                break
+            _lib = lib
+            _lib_loaded = True
+    return _lib
+
+
+def crypt_available() -> bool:
+    return _libcrypt() is not None
+
+
+def crypt(password: bytes, setting: str) -> str | None:
+    """crypt(3) of ``password`` with ``setting`` (a full hash or a salt string) via libxcrypt
+    ``crypt_rn`` with a per-thread ``struct crypt_data``; the GIL is released during the call.
+
+    Returns None when libxcrypt is missing, the setting is invalid or unsupported, or the
+    password holds a NUL byte (C strings cannot carry it)."""
+    lib = _libcrypt()
+    if lib is None or b"\0" in password:
+        return None
+    try:
+        setting_b = setting.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    if b"\0" in setting_b:
+        return None
+    buf = getattr(_tls, "buf", None)
+    if buf is None:
+        buf = ctypes.create_string_buffer(_CRYPT_DATA_SIZE)  # zeroed, as crypt_rn requires
+        _tls.buf = buf
+    out = lib.crypt_rn(password, setting_b, buf, _CRYPT_DATA_SIZE)
+    if not out or out.startswith(b"*"):  # NULL, or a failure token "*0" / "*1"
+        return None
+    return out.decode("ascii", "replace")
+
+
+def gensalt(prefix: str, count: int = 0) -> str | None:
+    """A new setting for ``prefix`` (``"$y$"``, ``"$6$"``, ``"$2b$"``...) from
+    ``crypt_gensalt_rn`` with OS randomness; ``count`` 0 = the method's default cost."""
+    lib = _libcrypt()
+    if lib is None:
+        return None
+    out = ctypes.create_string_buffer(_GENSALT_OUTPUT_SIZE)
+    res = lib.crypt_gensalt_rn(prefix.encode("ascii"), count, None, 0, out, _GENSALT_OUTPUT_SIZE)
+    if not res or res.startswith(b"*"):
+        return None
+    return res.decode("ascii")
+
+
+# crypt(3) method ids we accept (the text between the first two "$").
+_CRYPT_IDS = frozenset({"1", "5", "6", "y", "gy", "7", "2b", "2y", "2a", "2x", "sha1", "md5", "3"})
+_CRYPT_ID_RE = re.compile(r"^\$([A-Za-z0-9]{1,16})[$,]")
+_DES_RE = re.compile(r"^[./0-9A-Za-z]{13}$")
+_BSDI_RE = re.compile(r"^_[./0-9A-Za-z]{19}$")
+
+
+def _verify_bcrypt_pkg(password: bytes, stored: str) -> bool:
+    try:
+        import bcrypt
+    except ImportError:
+        return False
+    # bcrypt only reads 72 bytes; the package refuses longer ones, libxcrypt truncates.
+    try:
+        pw = password[:72]
+        if stored.startswith(("$2y$", "$2x$")):  # same algorithm (2x: old buggy variant, no)
+            if stored.startswith("$2x$"):
+                return False
+            stored = "$2b$" + stored[4:]
+        return bcrypt.checkpw(pw, stored.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        return False
+
+
+def _verify_crypt(password: bytes, stored: str) -> bool:
+    if not stored or stored[0] in "!*":
+        return False  # locked or no password
+    if not crypt_available():
+        if stored.startswith("$2"):
+            return _verify_bcrypt_pkg(password, stored)
+        return False
+    out = crypt(password, stored)
+    if out is None:
+        return False
+    return hmac.compare_digest(out.encode("ascii", "replace"), stored.encode("ascii", "replace"))
+
+
+def _verify_argon2(password: bytes, stored: str) -> bool:
+    try:
+        import argon2
+        from argon2.exceptions import InvalidHashError, VerificationError
+    except ImportError as exc:
+        raise UnknownScheme("$argon2$", "argon2-cffi is not installed") from exc
+    try:
+        return argon2.PasswordHasher().verify(stored, password)
+    except (VerificationError, InvalidHashError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Dovecot / LDAP {SCHEME} values
+
+def _b64decode(text: str) -> bytes | None:
+    s = text.strip()
+    try:
+        return base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _hexdecode(text: str) -> bytes | None:
+    try:
+        return bytes.fromhex(text.strip())
+    except ValueError:
+        return None
+
+
+def _decode(payload: str, encoding: str, size: int | None) -> bytes | None:
+    """Decode like Dovecot: the scheme's (or the suffix's) encoding first; when the scheme
+    has a fixed raw size and that did not give it, try the other encoding."""
+    order = (_hexdecode, _b64decode) if encoding == "hex" else (_b64decode, _hexdecode)
+    first = order[0](payload)
+    if size is None:
+        return first
+    if first is not None and len(first) == size:
+        return first
+    second = order[1](payload)
+    if second is not None and len(second) == size:
+        return second
+    return None
+
+
+def _digest_checker(algo: str, salted: bool, encoding: str) -> Callable[[bytes, str, str | None],
+                                                                          bool]:
+    size = hashlib.new(algo).digest_size
+
+    def check(password: bytes, payload: str, enc: str | None) -> bool:
+        raw = _decode(payload, enc or encoding, None if salted else size)
+        if raw is None:
+            return False
+        if salted:
+            if len(raw) <= size:
+                return False
+            digest, salt = raw[:size], raw[size:]
+            return hmac.compare_digest(hashlib.new(algo, password + salt).digest(), digest)
+        return hmac.compare_digest(hashlib.new(algo, password).digest(), raw)
+
+    return check
+
+
+def _check_plain(password: bytes, payload: str, enc: str | None) -> bool:
+    if enc is None:
+        raw: bytes | None = payload.encode("utf-8", "surrogateescape")
+    else:
+        raw = _hexdecode(payload) if enc == "hex" else _b64decode(payload)
+    if raw is None:
+        return False
+    return hmac.compare_digest(password, raw)
+
+
+_check_plain_md5 = _digest_checker("md5", False, "hex")
+
+
+def _check_md5(password: bytes, payload: str, enc: str | None) -> bool:
+    # Dovecot: {MD5} is MD5-CRYPT when it looks like "$1$...", else a PLAIN-MD5 digest
+    # (hex or base64).  LDAP's {MD5} is base64 of the raw digest: the same rule covers it.
+    if payload.startswith("$1$"):
+        return _verify_crypt(password, payload)
+    return _check_plain_md5(password, payload, enc)
+
+
+def _check_crypt(password: bytes, payload: str, enc: str | None) -> bool:
+    if payload.startswith(("$argon2id$", "$argon2i$")):
+        return _verify_argon2(password, payload)
+    return _verify_crypt(password, payload)
+
+
+def _check_argon2(password: bytes, payload: str, enc: str | None) -> bool:
+    if not payload.startswith(("$argon2id$", "$argon2i$", "$argon2d$")):
+        return False
+    return _verify_argon2(password, payload)
+
+
+_PBKDF2_RE = re.compile(r"^\$1\$([^$]+)\$([0-9]{1,9})\$([0-9A-Fa-f]{40})$")
+
+
+def _check_pbkdf2(password: bytes, payload: str, enc: str | None) -> bool:
+    # Dovecot: $1$SALT$ROUNDS$HEX, PBKDF2-HMAC-SHA1, 20-byte key, the salt text used as bytes.
+    m = _PBKDF2_RE.match(payload.strip())
+    if m is None:
+        return False
+    salt, rounds, want = m.group(1).encode("utf-8"), int(m.group(2)), bytes.fromhex(m.group(3))
+    if not 1 <= rounds <= 10_000_000:
+        return False
+    got = hashlib.pbkdf2_hmac("sha1", password, salt, rounds, len(want))
+    return hmac.compare_digest(got, want)
+
+
+_Checker = Callable[[bytes, str, str | None], bool]
+
+_SCHEMES: dict[str, _Checker] = {
+    "CRYPT": _check_crypt,
+    "UNIX": _check_crypt,
+    "DES-CRYPT": _check_crypt,
+    "MD5-CRYPT": _check_crypt,
+    "SHA256-CRYPT": _check_crypt,
+    "SHA512-CRYPT": _check_crypt,
+    "BLF-CRYPT": _check_crypt,
+    "ARGON2I": _check_argon2,
+    "ARGON2ID": _check_argon2,
+    "PBKDF2": _check_pbkdf2,
+    "SSHA512": _digest_checker("sha512", True, "b64"),
+    "SSHA256": _digest_checker("sha256", True, "b64"),
+    "SSHA": _digest_checker("sha1", True, "b64"),
+    "SMD5": _digest_checker("md5", True, "b64"),
+    "SHA512": _digest_checker("sha512", False, "b64"),
+    "SHA256": _digest_checker("sha256", False, "b64"),
+    "SHA": _digest_checker("sha1", False, "b64"),
+    "SHA1": _digest_checker("sha1", False, "b64"),
+    "MD5": _check_md5,
+    "PLAIN-MD5": _check_plain_md5,
+    "LDAP-MD5": _digest_checker("md5", False, "b64"),
+    "PLAIN": _check_plain,
+    "CLEARTEXT": _check_plain,
+    "CLEAR": _check_plain,
+}
+
+_ENCODINGS = {"B64": "b64", "BASE64": "b64", "HEX": "hex"}
+_PREFIX_RE = re.compile(r"^\{([A-Za-z0-9_-]{1,32})(?:\.([A-Za-z0-9]{1,8}))?\}")
+
+
+def is_known_scheme(name: str) -> bool:
+    """True for a scheme name usable as ``default_scheme`` (``"PLAIN"``, ``"SHA512-CRYPT"``,
+    ``"PLAIN-MD5"``, ``"SSHA.hex"`` ...; case-insensitive, braces optional)."""
+    name = name.strip()
+    if name.startswith("{") and name.endswith("}"):
+        name = name[1:-1]
+    base, _, enc = name.partition(".")
+    return base.upper() in _SCHEMES and (not enc or enc.upper() in _ENCODINGS)
+
+
+def scheme_of(stored: str) -> str:
+    """The scheme prefix of a stored value, safe to log (``"{SSHA}"``, ``"$6$"``, ``"DES"``,
+    ``"locked"``, or ``""``): never any part of the hash itself."""
+    if not stored:
+        return ""
+    if stored[0] in "!*":
+        return "locked"
+    m = _PREFIX_RE.match(stored)
+    if m:
+        return m.group(0)
+    m = _CRYPT_ID_RE.match(stored)
+    if m:
+        return f"${m.group(1)}$"
+    if _DES_RE.match(stored):
+        return "DES"
+    return ""
+
+
+def _split_prefixed(stored: str) -> tuple[_Checker, str, str | None] | None:
+    m = _PREFIX_RE.match(stored)
+    if m is None:
+        return None
+    name, suffix = m.group(1).upper(), m.group(2)
+    checker = _SCHEMES.get(name)
+    enc = None
+    if suffix is not None:
+        enc = _ENCODINGS.get(suffix.upper())
+        if enc is None:
+            checker = None
+    if checker is None:
+        raise UnknownScheme(m.group(0))
+    return checker, stored[m.end():], enc
+
+
+def verify(password: bytes, stored: str, default_scheme: str | None = None) -> bool:
+    """True when ``password`` matches ``stored``.
+
+    Raises ``UnknownScheme`` when ``stored`` carries no recognised scheme and no
+    ``default_scheme`` is given (a plain value is compared as cleartext only with
+    ``default_scheme="PLAIN"``).  Locked values (``!``/``*`` first) and malformed hashes of a
+    known scheme are False."""
+    if isinstance(stored, (bytes, bytearray, memoryview)):
+        try:
+            stored = bytes(stored).decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    if not isinstance(password, bytes):
+        password = bytes(password)
+    if not stored or stored[0] in "!*":
+        return False
+    if stored.startswith("{"):
+        split = _split_prefixed(stored)
+        if split is not None:
+            checker, payload, enc = split
+            return checker(password, payload, enc)
+    m = _CRYPT_ID_RE.match(stored)
+    if m is not None:
+        ident = m.group(1)
+        if ident in ("argon2id", "argon2i"):
+            return _verify_argon2(password, stored)
+        if ident in _CRYPT_IDS:
+            return _verify_crypt(password, stored)
+        if default_scheme is None:
+            raise UnknownScheme(f"${ident}$")
+    if default_scheme is not None:
+        default = default_scheme.strip().strip("{}")
+        if not is_known_scheme(default):
+            raise UnknownScheme("{" + default + "}", "bad default scheme")
+        return verify(password, "{" + default + "}" + stored)
+    if _DES_RE.match(stored) or _BSDI_RE.match(stored):
+        return _verify_crypt(password, stored)
+    raise UnknownScheme("")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hashing new passwords
+
+def _yescrypt_works() -> bool:
+    setting = gensalt("$y$")
+    return setting is not None and crypt(b"x", setting) is not None
+
+
+DEFAULT_SCHEME = "YESCRYPT" if _yescrypt_works() else "BCRYPT"
+BCRYPT_COST = 12
+
+
+def _hash_crypt(password: bytes, prefix: str, count: int = 0) -> str:
+    setting = gensalt(prefix, count)
+    out = crypt(password, setting) if setting else None
+    if out is None:
+        raise ValueError(f"libxcrypt cannot hash {prefix} here")
+    return out
+
+
+def _hash_bcrypt(password: bytes, prefix: str = "$2b$") -> str:
+    if crypt_available() and b"\0" not in password:
+        try:
+            return _hash_crypt(password, prefix, BCRYPT_COST)
+        except ValueError:
+            pass
+    import bcrypt
+
+    if len(password) > 72:
+        raise ValueError("bcrypt uses at most 72 bytes of a password")
+    return bcrypt.hashpw(password, bcrypt.gensalt(BCRYPT_COST)).decode("ascii")
+
+
+def _hash_argon2(password: bytes, kind: str) -> str:
+    import argon2
+
+    t = argon2.Type.ID if kind == "id" else argon2.Type.I
+    return argon2.PasswordHasher(type=t).hash(password)
+
+
+def _hash_salted(password: bytes, algo: str) -> str:
+    salt = os.urandom(16)
+    return base64.b64encode(hashlib.new(algo, password + salt).digest() + salt).decode("ascii")
+
+
+def _hash_pbkdf2(password: bytes) -> str:
+    salt = base64.b64encode(os.urandom(12), altchars=b"./").decode("ascii")
+    rounds = 100_000
+    digest = hashlib.pbkdf2_hmac("sha1", password, salt.encode("ascii"), rounds, 20)
+    return f"$1${salt}${rounds}${digest.hex()}"
+
+
+# name -> (output prefix, hasher).  Crypt-family names without a Dovecot prefix give bare
+# crypt strings (what chpasswd/mkpasswd write); Dovecot names give Dovecot's own form.
+HASH_SCHEMES: dict[str, tuple[str, Callable[[bytes], str]]] = {
+    "YESCRYPT": ("", lambda p: _hash_crypt(p, "$y$")),
+    "GOST-YESCRYPT": ("", lambda p: _hash_crypt(p, "$gy$")),
+    "SCRYPT": ("", lambda p: _hash_crypt(p, "$7$")),
+    "BCRYPT": ("", _hash_bcrypt),
+    "SHA512-CRYPT": ("{SHA512-CRYPT}", lambda p: _hash_crypt(p, "$6$")),
+    "SHA256-CRYPT": ("{SHA256-CRYPT}", lambda p: _hash_crypt(p, "$5$")),
+    "MD5-CRYPT": ("{MD5-CRYPT}", lambda p: _hash_crypt(p, "$1$")),
+    "BLF-CRYPT": ("{BLF-CRYPT}", lambda p: _hash_bcrypt(p, "$2y$")),
+    "ARGON2ID": ("{ARGON2ID}", lambda p: _hash_argon2(p, "id")),
+    "ARGON2I": ("{ARGON2I}", lambda p: _hash_argon2(p, "i")),
+    "SSHA512": ("{SSHA512}", lambda p: _hash_salted(p, "sha512")),
+    "SSHA256": ("{SSHA256}", lambda p: _hash_salted(p, "sha256")),
+    "SSHA": ("{SSHA}", lambda p: _hash_salted(p, "sha1")),
+    "PBKDF2": ("{PBKDF2}", _hash_pbkdf2),
+}
+
+
+def hash_password(password: bytes, scheme: str = DEFAULT_SCHEME) -> str:
+    """Hash ``password`` with ``scheme`` (a key of ``HASH_SCHEMES``, case-insensitive).
+    Unsalted and cleartext schemes are refused for new passwords."""
+    name = scheme.strip().strip("{}").upper()
+    entry = HASH_SCHEMES.get(name)
+    if entry is None:
+        if name in _SCHEMES:
+            raise ValueError(f"scheme {name} is accepted for verifying only, not for new hashes")
+        raise UnknownScheme("{" + name + "}")
+    prefix, hasher = entry
+    return prefix + hasher(password)
