@@ -1,0 +1,353 @@
+"""Brute-force throttling: a growing, decaying penalty delay per user and per client address.
+
+Modelled on Dovecot's auth penalty.  Every counted failure for a *key* raises that key's
+level by one; a key at level ``L`` makes requests wait ``base_delay * 2**(L-1)`` seconds,
+never more than ``max_delay``, before they are checked.  Levels go down by one every
+``decay`` seconds without a new failure, so an idle key is forgotten after ``L * decay``.
+
+Keys:
+
+* the user: ``(login, realm)`` — a guessing attack on one account slows down wherever it
+  comes from;
+* the client address, when the request carries one (the fifth field, ``ip;port``): IPv4
+  per address, IPv6 per ``/ipv6_prefix`` network (``/64`` by default, like one host's
+  network; Dovecot uses ``/48``).
+
+A request waits ``max(user delay, address delay)``, capped by ``max_delay``.  The wait is
+served by the caller asynchronously (no worker is held) and *before* the check, so an
+attacker cannot learn the answer early by timing out.  The cap is what a legitimate user
+of an account under attack pays at worst per login: the user key cannot be kept from the
+attacker, so it is bounded instead (see docs/performance.md for the trade-off).
+
+Repeating the *same* wrong password does not raise a level (a mail client retrying a stale
+password is not a guessing attack).  The caller passes a keyed fingerprint of the
+password, never the password itself; only a truncated form of it is kept.
+
+A success clears the user's penalty; the address penalty only decays (an attacker owning
+one account must not be able to wash its address with it).
+
+The table is bounded (``max_tracked`` keys, least recently used dropped first).  With
+``redis = "redis://..."`` the table is shared by a fleet of hosts; when Redis does not
+answer, the local table is used for ``redis_retry`` seconds: logins are never blocked by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+from .backends.base import ConfigError
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .protocol import Request
+
+log = logging.getLogger(__name__)
+
+FINGERPRINTS_KEPT = 4  # distinct wrong passwords remembered per key
+FINGERPRINT_BYTES = 8  # stored prefix of the caller's (already keyed) fingerprint
+FAILURES = frozenset({"fail", "unknown"})  # results that raise a penalty; "tempfail" does not
+
+
+@dataclass
+class ThrottleOptions:
+    enabled: bool = True
+    base_delay: float = 1.0  # seconds at the first counted failure
+    max_delay: float = 8.0  # cap for any single request, whoever caused the penalty
+    decay: float = 30.0  # seconds without a failure for a key to drop one level
+    per_user: bool = True
+    per_address: bool = True
+    ipv6_prefix: int = 64
+    exempt: list[str] = field(default_factory=list)  # networks never penalised by address
+    max_tracked: int = 100_000  # keys kept in memory (LRU)
+    redis: str = ""  # redis://host:port/db to share the table across hosts
+    redis_prefix: str = "saslauthpy:throttle:"
+    redis_timeout: float = 0.05  # seconds per Redis round trip before falling back to local
+    redis_retry: float = 5.0  # seconds to stay on the local table after a Redis error
+
+
+def parse_options(table: Mapping[str, Any]) -> ThrottleOptions:
+    opts = ThrottleOptions()
+    known = {f.name: f for f in fields(opts)}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(
+                f"[throttle] unknown key {key!r}; known keys: {', '.join(sorted(known))}"
+            )
+        current = getattr(opts, key)
+        if isinstance(current, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"[throttle] {key}: expected true or false, got {value!r}")
+        elif isinstance(current, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"[throttle] {key}: expected a number >= 0, got {value!r}")
+            value = type(current)(value)
+        elif isinstance(current, str):
+            if not isinstance(value, str):
+                raise ConfigError(f"[throttle] {key}: expected a string, got {value!r}")
+        elif isinstance(current, list):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f'[throttle] {key}: expected a list like ["10.0.0.0/8"]')
+        setattr(opts, key, value)
+    if opts.max_delay < opts.base_delay:
+        raise ConfigError("[throttle] max_delay: must be at least base_delay")
+    if opts.decay <= 0:
+        raise ConfigError("[throttle] decay: must be positive seconds")
+    if opts.max_tracked < 1:
+        raise ConfigError("[throttle] max_tracked: must be at least 1")
+    if not 1 <= opts.ipv6_prefix <= 128:
+        raise ConfigError("[throttle] ipv6_prefix: must be between 1 and 128")
+    if opts.redis and not opts.redis.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"[throttle] redis: {opts.redis!r} is not a redis:// URL")
+    for net in opts.exempt:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"[throttle] exempt: {net!r} is not a network like 10.0.0.0/8") from None
+    return opts
+
+
+@dataclass(slots=True)
+class Entry:
+    level: int
+    last: float  # clock time of the last counted failure
+    fps: list[str]  # recent wrong-password fingerprints (hex prefixes)
+
+
+def client_ip(client_addr: str) -> str:
+    """The address part of ``ip;port`` (``[v6];port`` and a bare address are accepted)."""
+    ip = client_addr.split(";", 1)[0].strip()
+    if ip.startswith("[") and ip.endswith("]"):
+        ip = ip[1:-1]
+    return ip
+
+
+class Throttle:
+    """Penalty table.  ``penalty()`` before the check, ``record()`` after it."""
+
+    def __init__(self, config: Config | None = None, *, options: Mapping[str, Any] | None = None,
+                 clock: Callable[[], float] | None = None):
+        table = options if options is not None else (config.section("throttle") if config else {})
+        self.opts = parse_options(table)
+        self.enabled = self.opts.enabled and (self.opts.per_user or self.opts.per_address)
+        self._exempt = [ipaddress.ip_network(n, strict=False) for n in self.opts.exempt]
+        # The level at which the delay reaches the cap: levels never grow past it, so a long
+        # attack does not leave a long tail of penalty after it stops.
+        ratio = self.opts.max_delay / self.opts.base_delay if self.opts.base_delay > 0 else 1.0
+        self.max_level = max(1, math.ceil(math.log2(ratio)) + 1) if ratio > 1 else 1
+        self._local: OrderedDict[str, Entry] = OrderedDict()
+        self._redis: Any = None
+        self._redis_down_until = 0.0
+        self._executor: ThreadPoolExecutor | None = None
+        if self.opts.redis:
+            import redis  # imported only when configured
+
+            self._redis = redis.Redis.from_url(
+                self.opts.redis, socket_timeout=self.opts.redis_timeout,
+                socket_connect_timeout=self.opts.redis_timeout)
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="throttle-redis")
+        # Redis timestamps must agree across hosts: wall clock there, monotonic locally.
+        self.clock = clock or (time.time if self._redis is not None else time.monotonic)
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def keys(self, request: Request) -> list[str]:
+        keys = []
+        if self.opts.per_user:
+            keys.append(f"u:{request.login}\0{request.realm}")
+        if self.opts.per_address and request.client_addr:
+            addr = self.address_key(request.client_addr)
+            if addr:
+                keys.append(addr)
+        return keys
+
+    def address_key(self, client_addr: str) -> str:
+        try:
+            ip = ipaddress.ip_address(client_ip(client_addr))
+        except ValueError:
+            return ""  # not an address we can group: no address penalty
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if any(ip in net for net in self._exempt):
+            return ""
+        if isinstance(ip, ipaddress.IPv6Address):
+            net = ipaddress.ip_network(f"{ip}/{self.opts.ipv6_prefix}", strict=False)
+            return f"a:{net}"
+        return f"a:{ip}"
+
+    # -- arithmetic ---------------------------------------------------------------------
+
+    def delay_for(self, level: int) -> float:
+        if level <= 0:
+            return 0.0
+        return min(self.opts.max_delay, self.opts.base_delay * 2 ** (level - 1))
+
+    def _effective(self, entry: Entry | None, now: float) -> int:
+        if entry is None:
+            return 0
+        steps = int(max(0.0, now - entry.last) // self.opts.decay)
+        return max(0, entry.level - steps)
+
+    # -- public API ---------------------------------------------------------------------
+
+    def penalty(self, request: Request) -> float:
+        """Seconds the caller should wait (asynchronously) before checking ``request``."""
+        if not self.enabled:
+            return 0.0
+        if self._redis is None and not self._local:
+            return 0.0  # the common case: nobody is being throttled
+        keys = self.keys(request)
+        if not keys:
+            return 0.0
+        now = self.clock()
+        entries = self._load(keys)
+        level = max(self._effective(e, now) for e in entries)
+        return self.delay_for(level)
+
+    def record(self, request: Request, result: str, password_fingerprint: bytes) -> None:
+        """Account for the outcome of a check: ``"ok"``, ``"fail"``, ``"unknown"``, ..."""
+        if not self.enabled:
+            return
+        result = getattr(result, "value", result)  # accept Result members too
+        keys = self.keys(request)
+        if not keys:
+            return
+        if result == "ok":
+            user_keys = [k for k in keys if k.startswith("u:")]
+            if user_keys:
+                self._clear(user_keys)
+            return
+        if result not in FAILURES:
+            return  # tempfail and the like say nothing about the password
+        fp = password_fingerprint[:FINGERPRINT_BYTES].hex()
+        now = self.clock()
+        for key in keys:
+            # The address key sees many users: the same password for another user is a
+            # new guess, so its fingerprint includes the login.
+            kfp = fp if key.startswith("u:") else _mix(fp, request.login, request.realm)
+            self._fail(key, kfp, now)
+
+    async def penalty_async(self, request: Request) -> float:
+        """``penalty()`` without blocking the event loop on a Redis round trip."""
+        if self._executor is None or not self._redis_usable():
+            return self.penalty(request)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.penalty, request)
+
+    async def record_async(self, request: Request, result: str, fingerprint: bytes) -> None:
+        if self._executor is None or not self._redis_usable():
+            self.record(request, result, fingerprint)
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.record, request, result, fingerprint)
+
+    def tracked(self) -> int:
+        """Keys held in the local table (the Redis table is bounded by key expiry)."""
+        return len(self._local)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+        if self._redis is not None:
+            self._redis.close()
+
+    # -- storage: Redis when configured and answering, else the local LRU table -----------
+
+    def _redis_usable(self) -> bool:
+        return self._redis is not None and time.monotonic() >= self._redis_down_until
+
+    def _redis_failed(self, exc: Exception) -> None:
+        if time.monotonic() >= self._redis_down_until:
+            log.warning("throttle: Redis unreachable (%s); using the local table for %.0fs",
+                        type(exc).__name__, self.opts.redis_retry)
+        self._redis_down_until = time.monotonic() + self.opts.redis_retry
+
+    def _load(self, keys: list[str]) -> list[Entry | None]:
+        if self._redis_usable():
+            try:
+                return self._redis_load(keys)
+            except Exception as exc:  # any Redis trouble: fall back, never block logins
+                self._redis_failed(exc)
+        return [self._local.get(k) for k in keys]
+
+    def _clear(self, keys: list[str]) -> None:
+        for k in keys:
+            self._local.pop(k, None)
+        if self._redis_usable():
+            try:
+                self._redis.delete(*(self.opts.redis_prefix + k for k in keys))
+            except Exception as exc:
+                self._redis_failed(exc)
+
+    def _fail(self, key: str, fp: str, now: float) -> None:
+        if self._redis_usable():
+            try:
+                self._redis_fail(key, fp, now)
+                return
+            except Exception as exc:
+                self._redis_failed(exc)
+        entry = self._local.get(key)
+        self._local[key] = self._bump(entry, fp, now)
+        self._local.move_to_end(key)
+        while len(self._local) > self.opts.max_tracked:
+            self._local.popitem(last=False)
+
+    def _bump(self, entry: Entry | None, fp: str, now: float) -> Entry:
+        level = self._effective(entry, now)
+        if entry is not None and level > 0 and fp in entry.fps:
+            return entry  # the same wrong password again: no new information, no growth
+        fps = (entry.fps if entry is not None and level > 0 else [])[-(FINGERPRINTS_KEPT - 1):]
+        return Entry(min(level + 1, self.max_level), now, [*fps, fp])
+
+    def _redis_load(self, keys: list[str]) -> list[Entry | None]:
+        pipe = self._redis.pipeline(transaction=False)
+        for k in keys:
+            pipe.hmget(self.opts.redis_prefix + k, "level", "last", "fps")
+        out: list[Entry | None] = []
+        for level, last, fps in pipe.execute():
+            if level is None or last is None:
+                out.append(None)
+            else:
+                out.append(Entry(int(level), float(last), (fps or b"").decode().split(",")))
+        return out
+
+    def _redis_fail(self, key: str, fp: str, now: float) -> None:
+        rkey = self.opts.redis_prefix + key
+        # WATCH/MULTI so two hosts counting failures at once both count.
+        with self._redis.pipeline() as pipe:
+            for _ in range(5):
+                try:
+                    pipe.watch(rkey)
+                    level, last, fps = pipe.hmget(rkey, "level", "last", "fps")
+                    entry = None
+                    if level is not None and last is not None:
+                        entry = Entry(int(level), float(last), (fps or b"").decode().split(","))
+                    new = self._bump(entry, fp, now)
+                    pipe.multi()
+                    pipe.hset(rkey, mapping={"level": new.level, "last": repr(new.last),
+                                             "fps": ",".join(new.fps)})
+                    pipe.expire(rkey, max(1, math.ceil(new.level * self.opts.decay)))
+                    pipe.execute()
+                    return
+                except Exception as exc:
+                    if type(exc).__name__ != "WatchError":
+                        raise
+        # Five lost races in a row: another host is counting this key; theirs will do.
+
+
+def _mix(fp: str, login: str, realm: str) -> str:
+    h = hashlib.blake2b(digest_size=FINGERPRINT_BYTES)
+    h.update(bytes.fromhex(fp))
+    h.update(login.encode("utf-8", "surrogateescape"))
+    h.update(b"\0" + realm.encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
