@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The ldap backend's tests: a private slapd (started by tests/ldap_server.py on loopback
+# ports from a temporary directory), the OpenLDAP client tools, openssl for the test CA,
+# and the C saslauthd/testsaslauthd to compare answers with.
+# The system slapd is not used: if the package's postinst started it, stop it again.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+need=()
+for pkg in slapd ldap-utils openssl sasl2-bin; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
+done
+if ((${#need[@]})); then
+    was_running=0
+    pgrep -x slapd >/dev/null && was_running=1
+    # Answer slapd's debconf questions so the install never waits for a terminal.
+    echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    if ((was_running == 0)) && pgrep -x slapd >/dev/null; then
+        (systemctl stop slapd 2>/dev/null || service slapd stop 2>/dev/null || true) >/dev/null
+    fi
+fi
+# The tests run /usr/sbin/slapd and slapadd directly; make sure they are there.
+test -x /usr/sbin/slapd && test -x /usr/sbin/slapadd && command -v ldapsearch >/dev/null
