@@ -1,0 +1,232 @@
+"""The pipeline from a parsed request to a reply.
+
+    normalise (realm rules) -> throttle -> cache -> backend chain -> audit
+
+Cache hits are answered synchronously on the event loop (``answer_from_cache``);
+everything else goes through ``answer()``, where backends run in the bounded
+worker pool.  The chain tries backends in order: the first OK or FAIL wins,
+UNKNOWN lets the next one try, and TEMPFAIL is remembered so that if nobody
+knows the user the answer is a temporary failure rather than "unknown".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from .backends.base import Answer, Backend, Result
+from .cache import CredentialCache
+from .config import Config
+from .protocol import Request, format_reply
+
+log = logging.getLogger("saslauthpy")
+
+REPLY_OK = format_reply("OK")
+REPLY_FAIL = format_reply("NO authentication failed")
+REPLY_TEMPFAIL = format_reply(
+    "NO [ALERT] The authentication backend is temporarily unavailable"
+)
+
+
+@dataclass(slots=True)
+class Peer:
+    pid: int = 0
+    uid: int = -1
+    gid: int = -1
+
+
+@dataclass(slots=True)
+class Decision:
+    """What the audit log and the metrics see of one request (never the password)."""
+
+    request: Request | None
+    result: str  # ok, fail, unknown, tempfail, malformed
+    reason: str
+    backend: str
+    cached: bool
+    latency: float
+    peer: Peer
+    delay: float = 0.0  # seconds waited before answering (throttle penalty, PAM fail delay)
+
+    @property
+    def service(self) -> str:
+        return self.request.service if self.request else ""
+
+
+Observer = Callable[[Decision], None]
+
+
+class FairGate:
+    """Lets one key (a login) hold at most ``limit`` of the pool's workers at once,
+    so a flood aimed at one user cannot occupy the whole pool."""
+
+    def __init__(self, limit: int):
+        self.limit = max(1, limit)
+        self._sems: dict[str, asyncio.Semaphore] = {}
+        self._users: dict[str, int] = {}
+
+    def enter(self, key: str) -> _Slot:
+        return _Slot(self, key)
+
+
+class _Slot:
+    __slots__ = ("gate", "key")
+
+    def __init__(self, gate: FairGate, key: str):
+        self.gate, self.key = gate, key
+
+    async def __aenter__(self) -> None:
+        g = self.gate
+        sem = g._sems.get(self.key)
+        if sem is None:
+            sem = g._sems[self.key] = asyncio.Semaphore(g.limit)
+        g._users[self.key] = g._users.get(self.key, 0) + 1
+        await sem.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        g = self.gate
+        g._sems[self.key].release()
+        left = g._users[self.key] - 1
+        if left:
+            g._users[self.key] = left
+        else:
+            del g._users[self.key]
+            del g._sems[self.key]
+
+
+class Authenticator:
+    def __init__(self, config: Config, backends: list[Backend], pool: Executor,
+                 cache: CredentialCache | None = None, throttle=None,
+                 observers: list[Observer] | None = None):
+        self.config = config
+        self.backends = backends
+        self.pool = pool
+        self.cache = cache
+        self.throttle = throttle
+        self.observers = observers or []
+        self.gate = FairGate(max(1, config.threads // 2))
+        self.in_flight = 0
+        self._reveal = config.server.reveal_reasons
+
+    # -- helpers ------------------------------------------------------------
+
+    def normalise(self, req: Request) -> Request:
+        if self.config.realm_join and req.realm:
+            # saslauthd -r: the login becomes login@realm and the realm is still passed on.
+            return dataclasses.replace(req, login=f"{req.login}@{req.realm}")
+        return req
+
+    def _publish(self, decision: Decision) -> None:
+        for observer in self.observers:
+            try:
+                observer(decision)
+            except Exception:  # an audit or metrics failure must not cost an answer
+                log.exception("observer %r failed", observer)
+
+    def _reply(self, answer: Answer) -> bytes:
+        if answer.result is Result.OK:
+            return REPLY_OK
+        if answer.result is Result.TEMPFAIL:
+            return REPLY_TEMPFAIL
+        if self._reveal and answer.reason:
+            return format_reply(f"NO {answer.reason}")
+        return REPLY_FAIL
+
+    def malformed(self, reason: str, peer: Peer, started: float) -> None:
+        self._publish(Decision(None, "malformed", reason, "", False,
+                               time.monotonic() - started, peer))
+
+    # -- the pipeline ---------------------------------------------------------
+
+    def answer_from_cache(self, req: Request, peer: Peer, started: float) -> bytes | None:
+        """The synchronous fast path: a reply if the cache can give it, else None."""
+        cache = self.cache
+        if cache is None:
+            return None
+        req = self.normalise(req)
+        key = cache.key(req.login, req.realm, req.service)
+        hit = cache.lookup(key, cache.fingerprint(key, req.password))
+        if hit is None:
+            return None
+        if hit and self.throttle is not None:
+            self.throttle.record(req, "ok", b"")
+        result = "ok" if hit else "fail"
+        self._publish(Decision(req, result, "" if hit else "wrong password (cached)", "cache",
+                               True, time.monotonic() - started, peer))
+        return REPLY_OK if hit else REPLY_FAIL
+
+    async def answer(self, req: Request, peer: Peer, started: float) -> bytes:
+        self.in_flight += 1
+        try:
+            return await self._answer(self.normalise(req), peer, started)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, req: Request, peer: Peer, started: float) -> bytes:
+        delay = 0.0
+        throttle = self.throttle
+        cache = self.cache
+        key = CredentialCache.key(req.login, req.realm, req.service)
+        fp = cache.fingerprint(key, req.password) if cache else _FP(req.password)
+        if throttle is not None:
+            delay = throttle.penalty(req)
+            if delay > 0:
+                await asyncio.sleep(delay)
+        async with self.gate.enter(req.login):
+            answer, backend = await self._ask_chain(req)
+        if answer.delay > 0:
+            await asyncio.sleep(answer.delay)
+            delay += answer.delay
+        result = answer.result
+        if cache is not None:
+            if result is Result.OK:
+                cache.remember_good(key, fp)
+            elif result in (Result.FAIL, Result.UNKNOWN):
+                cache.remember_bad(key, fp)
+        if throttle is not None:
+            throttle.record(req, result.value, fp)
+        self._publish(Decision(req, result.value, answer.reason, backend, False,
+                               time.monotonic() - started, peer, delay))
+        return self._reply(answer)
+
+    async def _ask_chain(self, req: Request) -> tuple[Answer, str]:
+        tempfail: tuple[Answer, str] | None = None
+        for backend in self.backends:
+            try:
+                answer = await backend.authenticate(req, self.pool)
+            except Exception as exc:  # a backend bug is a temporary failure, not a crash
+                log.exception("backend %s failed on %r", backend.name, req)
+                answer = Answer(Result.TEMPFAIL, f"internal error: {type(exc).__name__}")
+            if answer.result in (Result.OK, Result.FAIL):
+                return answer, backend.name
+            if answer.result is Result.TEMPFAIL and tempfail is None:
+                tempfail = (answer, backend.name)
+        if tempfail is not None:
+            return tempfail
+        return Answer(Result.UNKNOWN, "unknown user"), self.backends[-1].name if self.backends else ""
+
+    def close(self) -> None:
+        for backend in self.backends:
+            try:
+                backend.close()
+            except Exception:
+                log.exception("closing backend %s", backend.name)
+
+
+def _make_fp() -> Callable[[bytes], bytes]:
+    import hashlib
+    import hmac
+    import os
+
+    secret = os.urandom(32)
+    return lambda pw: hmac.new(secret, pw, hashlib.sha256).digest()[:16]
+
+
+# Without a cache there is no keyed fingerprint; the throttle only needs to tell repeats
+# of one password apart, so a short HMAC under a per-process key will do.
+_FP = _make_fp()

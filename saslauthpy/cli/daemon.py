@@ -1,0 +1,106 @@
+"""``saslauthpy``: the daemon's command line (saslauthd's flags, plus --config)."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+
+from .. import config as configmod
+from ..backends.base import ConfigError
+
+
+def _setup_logging(foreground: bool, verbose: bool) -> None:
+    root = logging.getLogger("saslauthpy")
+    root.handlers.clear()
+    if foreground or not os.path.exists("/dev/log"):
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("saslauthpy[%(process)d]: %(levelname)s %(message)s"))
+    else:
+        handler = logging.handlers.SysLogHandler(
+            "/dev/log", facility=logging.handlers.SysLogHandler.LOG_AUTH)
+        handler.setFormatter(logging.Formatter("saslauthpy[%(process)d]: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def _detach() -> tuple[int, int] | None:
+    """Fork into the background; the parent exits when the child says it is ready
+    (or failed), so init scripts see start-up errors as saslauthd's do."""
+    r, w = os.pipe()
+    if os.fork():
+        os.close(w)
+        message = b""
+        while chunk := os.read(r, 4096):
+            message += chunk
+        if message.startswith(b"ok"):
+            os._exit(0)
+        sys.stderr.write(message.decode(errors="replace"))
+        os._exit(1)
+    os.close(r)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(devnull, fd)
+    return w, devnull
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = configmod.arg_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.help:
+        parser.print_help()
+        print()
+        print(configmod.version_text())
+        return 0
+    if args.version:
+        print(configmod.version_text())
+        return 0
+    if extra:
+        print(f"saslauthpy: unknown argument {' '.join(extra)!r}; see saslauthpy -h",
+              file=sys.stderr)
+        return 1
+
+    def load() -> configmod.Config:
+        return configmod.from_args(args)
+
+    try:
+        config = load()
+    except ConfigError as exc:
+        print(f"saslauthpy: {exc}", file=sys.stderr)
+        return 1
+
+    from .. import server
+
+    pipe = None
+    if not config.foreground:
+        pipe = _detach()
+    _setup_logging(config.foreground or pipe is None, config.verbose)
+    log = logging.getLogger("saslauthpy")
+
+    def ready() -> None:
+        if pipe is not None:
+            os.write(pipe[0], b"ok")
+            os.close(pipe[0])
+            os.dup2(pipe[1], 2)
+
+    try:
+        return server.run(config, load, ready)
+    except ConfigError as exc:
+        msg = f"saslauthpy: {exc}\n"
+    except OSError as exc:
+        msg = f"saslauthpy: cannot start: {exc}\n"
+    if pipe is not None:
+        os.write(pipe[0], msg.encode())
+    else:
+        log.error(msg.strip().removeprefix("saslauthpy: "))
+    return 1 if "another instance" not in msg else 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
