@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import stat
+import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+import harness
 import pytest
+from conftest import need
 from prometheus_client.parser import text_string_to_metric_families
 
 from saslauthpy.backends.base import ConfigError
@@ -161,8 +165,6 @@ def test_service_labels_are_bounded():
 
 def test_observe_is_cheap():
     """Not a speed assertion: a sanity bound that catches an accidental O(n) hot path."""
-    import time
-
     m = Metrics(cfg())
     d = D()
     t0 = time.perf_counter()
@@ -291,3 +293,80 @@ def test_refuses_to_replace_a_regular_file(tmp_path):
     with pytest.raises(ConfigError, match="not a socket"):
         asyncio.run(run())
     assert path.read_text() == "keep me"
+
+
+# -- end to end: the daemon's listener after real requests -------------------------
+
+
+def _scrape_unix(path) -> bytes:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(path))
+        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.0 200")
+    return body
+
+
+def _requests_by_labels(body: bytes) -> Counter:
+    return Counter({(dict(k)["mechanism"], dict(k)["service"], dict(k)["result"]): v
+                    for (n, k), v in samples(body).items() if n == "saslauthpy_requests_total"})
+
+
+def test_scrape_matches_requests_made(daemon_factory, tmp_path):
+    """Requests through the socket with the real testsaslauthd; the scrape counts exactly
+    those, and agrees request by request with the audit log."""
+    need("testsaslauthd")
+    msock = tmp_path / "metrics.sock"
+    d = daemon_factory(args=["-c"], config={"metrics": {"listen": f"unix:{msock}"}})
+    d.admin("user", "add", "alice", password="wonderland")
+    base_body = _scrape_unix(msock)
+    base = _requests_by_labels(base_body)
+    base_audit = len(d.audit())
+
+    for _ in range(3):
+        assert harness.testsaslauthd(d.mux, "alice", "wonderland", service="smtp").returncode == 0
+    for _ in range(2):
+        assert harness.testsaslauthd(d.mux, "alice", "wrong", service="imap").returncode != 0
+    assert harness.testsaslauthd(d.mux, "nobody", "x", service="smtp").returncode != 0
+    with socket.socket(socket.AF_UNIX) as s:  # malformed: an oversized login
+        s.connect(str(d.mux))
+        s.sendall(b"\x10\x00" + b"a" * 300)
+        s.recv(100)
+
+    deadline = time.monotonic() + 5  # a decision is published right after its reply
+    while True:
+        body = _scrape_unix(msock)
+        delta = _requests_by_labels(body) - base
+        if sum(delta.values()) >= 7 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert sum(delta.values()) == 7
+
+    by_outcome = Counter()
+    for (_mech, service, result), n in delta.items():
+        by_outcome[(service, result)] += n
+    assert by_outcome[("smtp", "ok")] == 3
+    assert by_outcome[("imap", "fail")] == 2
+    assert by_outcome[("smtp", "unknown")] + by_outcome[("smtp", "fail")] == 1
+    assert by_outcome[("", "malformed")] == 1
+
+    audit = d.audit()[base_audit:]
+    from_audit = Counter((r["backend"] or "none", r["service"] or "", r["result"]) for r in audit)
+    assert from_audit == delta
+    hits = sum(1 for r in audit if r["cache_hit"])
+    assert hits >= 1  # the third good login at least comes from the cache
+    assert value(body, "saslauthpy_cache_hits_total") - value(
+        base_body, "saslauthpy_cache_hits_total") == hits
+    def looked_up(b: bytes) -> float:
+        return value(b, "saslauthpy_cache_hits_total") + value(b, "saslauthpy_cache_misses_total")
+
+    assert looked_up(body) - looked_up(base_body) == 6
+    assert value(body, "saslauthpy_request_duration_seconds_count") - value(
+        base_body, "saslauthpy_request_duration_seconds_count") == 7
+    assert value(body, "saslauthpy_connections_total") - value(
+        base_body, "saslauthpy_connections_total") == 7
+    assert value(body, "saslauthpy_connections_open") == 0
