@@ -350,6 +350,10 @@ class _Watchdog:
             self._timer.cancel()
 
 
+class QueryTimeout(SQLAlchemyError):
+    """The watchdog cut a query the server did not answer."""
+
+
 def _short(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     msg = str(orig).strip().splitlines()
@@ -528,7 +532,8 @@ class Backend(base.Backend):
                 if dog is not None:
                     dog.disarm()
                     if dog.fired:
-                        raise
+                        raise QueryTimeout(
+                            f"no answer within {self.settings.query_timeout:g} s") from exc
                 # a pooled connection the server dropped (restart): one retry, fresh one
                 quick = time.monotonic() - started < self.settings.query_timeout
                 if attempt == 1 and exc.connection_invalidated and quick:
