@@ -11,9 +11,8 @@ from __future__ import annotations
 import socket
 
 import pytest
-from test_reference_compare_tools import Accounts, CSaslauthd, PamService, need, run
-
 from harness import ask
+from test_reference_compare_tools import Accounts, CSaslauthd, PamService, need, run
 
 pytestmark = pytest.mark.timeout(240)
 NO_THROTTLE = {"throttle": {"enabled": False}}
