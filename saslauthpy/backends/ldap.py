@@ -485,6 +485,12 @@ class Directory:
             down = [i for i, t in enumerate(self.down_until) if t > now]
         return up + down
 
+    def failed(self, conn: ldap3.Connection) -> None:
+        """``conn`` broke mid-operation: try its server last for a while."""
+        index = getattr(conn, "saslauthpy_server", None)
+        if index is not None:
+            self._mark(index, ok=False)
+
     def _mark(self, index: int, ok: bool) -> None:
         with self.lock:
             self.down_until[index] = 0.0 if ok else time.monotonic() + RETRY_DOWN_SERVER_AFTER
@@ -516,6 +522,7 @@ class Directory:
                 errors.append(f"{uri}: {short_error(exc)}")
                 continue
             self._mark(index, ok=True)
+            conn.saslauthpy_server = index  # type: ignore[attr-defined]
             return conn
         raise Unavailable("no LDAP server answers (" + "; ".join(errors) + ")")
 
@@ -760,6 +767,7 @@ class Backend(base.Backend):
                     return operation(conn)
                 except (Broken, *CONNECTION_ERRORS) as exc:
                     close(conn)
+                    self.directory.failed(conn)
                     pool.discard_idle()
                     if attempt == 2:
                         raise Unavailable(f"LDAP connection lost: {short_error(exc)}")
