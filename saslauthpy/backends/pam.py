@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -86,8 +87,9 @@ class Worker:
 
     async def stop(self, kill: bool = False) -> None:
         if self.proc.returncode is None:
-            if kill:
-                self.proc.kill()
+            if kill:  # the whole group: helpers a module forked (pam_exec) go too
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
             elif self.proc.stdin is not None:
                 self.proc.stdin.close()  # EOF: the worker exits after its current request
         with contextlib.suppress(asyncio.TimeoutError, ProcessLookupError):

@@ -1,0 +1,158 @@
+"""-a pam through the daemon: real accounts, a PAM service file written for the test,
+pam_unix's fail delay taken over (waited asynchronously), PAM_RHOST, a hanging module
+and a crashing worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_reference_compare_tools import Accounts, PamService
+
+pytestmark = pytest.mark.timeout(120)
+GOOD = "Pam-good-1"
+BASE = {"throttle": {"enabled": False}}
+
+
+@pytest.fixture
+def accounts():
+    acc = Accounts()
+    try:
+        yield acc
+    finally:
+        acc.remove()
+
+
+@pytest.fixture
+def service():
+    svc = PamService()
+    try:
+        yield svc
+    finally:
+        svc.remove()
+
+
+def workers_of(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def test_good_wrong_unknown(daemon_factory, accounts, service):
+    user = accounts.add(GOOD, "YESCRYPT")
+    d = daemon_factory(args=["-a", "pam"], config=BASE)
+    assert d.ask(user, GOOD, service.name) == "OK"
+    started = time.monotonic()
+    assert d.ask(user, "wrong", service.name).startswith("NO")
+    assert time.monotonic() - started > 1.0  # pam_unix's delay is still applied, by us
+    assert d.ask("nosuch" + user, GOOD, service.name).startswith("NO")
+
+
+def test_fail_delay_does_not_hold_workers(daemon_factory, accounts, service):
+    """16 clients sending wrong passwords; a 17th with the right one still gets fast
+    answers: the ~2 s delay is waited asynchronously, not in one of the 5 workers."""
+    good_user = accounts.add(GOOD)
+    bad_user = accounts.add(GOOD)
+    d = daemon_factory(args=["-a", "pam", "-n", "5"], config=BASE)
+    assert d.ask(good_user, GOOD, service.name) == "OK"  # warm one worker
+    stop = threading.Event()
+    bad_times: list[float] = []
+
+    def attacker() -> None:
+        while not stop.is_set():
+            t = time.monotonic()
+            assert d.ask(bad_user, "wrong", service.name).startswith("NO")
+            bad_times.append(time.monotonic() - t)
+
+    threads = [threading.Thread(target=attacker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    latencies = []
+    try:
+        for _ in range(40):
+            t = time.monotonic()
+            assert d.ask(good_user, GOOD, service.name) == "OK"
+            latencies.append(time.monotonic() - t)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    print(f"\ngood-password latency under 16 wrong-password clients: "
+          f"median {latencies[len(latencies) // 2] * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+          f"max {latencies[-1] * 1000:.0f} ms; wrong answers took "
+          f"{min(bad_times):.2f}-{max(bad_times):.2f} s")
+    assert min(bad_times) > 1.0  # the bad ones really waited their delay ...
+    assert p99 < 0.5  # ... while the good one did not (C saslauthd -n 5: ~1-3 s)
+
+
+def test_rhost_from_client_address(daemon_factory, accounts, tmp_path):
+    access = tmp_path / "access.conf"
+    access.write_text("-:ALL:192.0.2.7\n+:ALL:ALL\n")
+    svc = PamService("auth required pam_unix.so\n"
+                     f"account required pam_access.so accessfile={access}\n"
+                     "account required pam_unix.so\n")
+    try:
+        user = accounts.add(GOOD)
+        d = daemon_factory(args=["-a", "pam"], config=BASE)
+        assert d.ask(user, GOOD, svc.name, "", "198.51.100.1;4242") == "OK"
+        assert d.ask(user, GOOD, svc.name, "", "192.0.2.7;4242").startswith("NO")
+        assert d.ask(user, GOOD, svc.name) == "OK"  # no address: no PAM_RHOST
+    finally:
+        svc.remove()
+
+
+def test_hanging_module_times_out_and_daemon_keeps_serving(daemon_factory, accounts, service):
+    hang = PamService("auth required pam_exec.so quiet /bin/sleep 20\n"
+                      "account required pam_permit.so\n")
+    try:
+        user = accounts.add(GOOD)
+        d = daemon_factory(args=["-a", "pam", "-n", "2"],
+                           config={**BASE, "pam": {"timeout": 1.0}})
+        started = time.monotonic()
+        assert d.ask(user, GOOD, hang.name).startswith("NO")
+        assert time.monotonic() - started < 5
+        assert "did not answer" in d.stderr() + "".join(str(e) for e in d.audit())
+        # the stuck worker (and the sleep it forked) were killed; others still work
+        assert d.ask(user, GOOD, service.name) == "OK"
+        assert d.ask(user, GOOD, service.name) == "OK"
+    finally:
+        hang.remove()
+
+
+def test_crashed_worker_is_replaced(daemon_factory, accounts, service):
+    hang = PamService("auth required pam_exec.so quiet /bin/sleep 5\n")
+    try:
+        user = accounts.add(GOOD)
+        d = daemon_factory(args=["-a", "pam", "-n", "1"], config=BASE)
+        result: list[str] = []
+        t = threading.Thread(target=lambda: result.append(d.ask(user, GOOD, hang.name)))
+        t.start()
+        deadline = time.monotonic() + 10
+        while not workers_of(d.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        for pid in workers_of(d.proc.pid):
+            os.kill(pid, signal.SIGSEGV)  # what a crashing module does to its process
+        t.join(15)
+        assert result and result[0].startswith("NO")
+        assert d.ask(user, GOOD, service.name) == "OK"
+    finally:
+        hang.remove()
+
+
+def test_workers_are_recycled(daemon_factory, accounts, service):
+    user = accounts.add(GOOD)
+    d = daemon_factory(args=["-a", "pam", "-n", "1"], config={**BASE, "pam": {"max_requests": 2}})
+    seen = set()
+    for _ in range(3):
+        assert d.ask(user, GOOD, service.name) == "OK"
+        seen.update(workers_of(d.proc.pid))
+    assert d.ask(user, GOOD, service.name) == "OK"
+    seen.update(workers_of(d.proc.pid))
+    assert len(seen) >= 2
