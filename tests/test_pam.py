@@ -4,7 +4,9 @@ and a crashing worker."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import signal
 import threading
 import time
@@ -34,6 +36,27 @@ def service():
         yield svc
     finally:
         svc.remove()
+
+
+def hanging_service(seconds: float) -> tuple[PamService, str]:
+    """A PAM stack that hangs in pam_exec running ``sleep`` with a unique duration
+    (pam_exec's child calls setsid(), so it outlives a killed worker; the test then
+    ends exactly those processes by pid)."""
+    duration = f"{seconds:.0f}.{secrets.randbelow(10**6):06d}"
+    return PamService(f"auth required pam_exec.so quiet /bin/sleep {duration}\n"
+                      "account required pam_permit.so\n"), duration
+
+
+def kill_sleepers(duration: str) -> None:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[:2] == [b"/bin/sleep", duration.encode()]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
 
 
 def workers_of(pid: int) -> list[int]:
@@ -108,8 +131,7 @@ def test_rhost_from_client_address(daemon_factory, accounts, tmp_path):
 
 
 def test_hanging_module_times_out_and_daemon_keeps_serving(daemon_factory, accounts, service):
-    hang = PamService("auth required pam_exec.so quiet /bin/sleep 20\n"
-                      "account required pam_permit.so\n")
+    hang, duration = hanging_service(20)
     try:
         user = accounts.add(GOOD)
         d = daemon_factory(args=["-a", "pam", "-n", "2"],
@@ -123,10 +145,11 @@ def test_hanging_module_times_out_and_daemon_keeps_serving(daemon_factory, accou
         assert d.ask(user, GOOD, service.name) == "OK"
     finally:
         hang.remove()
+        kill_sleepers(duration)
 
 
 def test_crashed_worker_is_replaced(daemon_factory, accounts, service):
-    hang = PamService("auth required pam_exec.so quiet /bin/sleep 5\n")
+    hang, duration = hanging_service(5)
     try:
         user = accounts.add(GOOD)
         d = daemon_factory(args=["-a", "pam", "-n", "1"], config=BASE)
@@ -144,6 +167,7 @@ def test_crashed_worker_is_replaced(daemon_factory, accounts, service):
         assert d.ask(user, GOOD, service.name) == "OK"
     finally:
         hang.remove()
+        kill_sleepers(duration)
 
 
 def test_workers_are_recycled(daemon_factory, accounts, service):
