@@ -172,7 +172,7 @@ class Authenticator:
         throttle = self.throttle
         cache = self.cache
         key = CredentialCache.key(req.login, req.realm, req.service)
-        fp = cache.fingerprint(key, req.password) if cache else _FP(req.password)
+        fp = cache.fingerprint(key, req.password) if cache is not None else _FP(req.password)
         if throttle is not None:
             delay = throttle.penalty(req)
             if delay > 0:

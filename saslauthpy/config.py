@@ -91,34 +91,35 @@ TOP_LEVEL = {"mechanisms", "mech_options", "run_dir", "threads", "realm_join", "
 
 
 def _fill(obj: Any, table: dict[str, Any], where: str) -> None:
+    """Set dataclass fields from a TOML table, checking names and types."""
     known = {f.name: f for f in fields(obj)}
     for key, value in table.items():
         if key not in known:
             raise ConfigError(
-                f"{where}: unknown key {key!r}; known keys: {', '.join(sorted(known))}"
+                f"{where}{key}: unknown key {key!r}; known keys: {', '.join(sorted(known))}"
             )
         current = getattr(obj, key)
         if key.endswith("_mode") and isinstance(value, str):
             try:
                 value = int(value, 8)
             except ValueError:
-                raise ConfigError(f"{where}.{key}: {value!r} is not an octal mode like \"0660\"")
+                raise ConfigError(f"{where}{key}: {value!r} is not an octal mode like \"0660\"")
         elif isinstance(current, bool):
             if not isinstance(value, bool):
-                raise ConfigError(f"{where}.{key}: expected true or false, got {value!r}")
+                raise ConfigError(f"{where}{key}: expected true or false, got {value!r}")
         elif isinstance(current, (int, float)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{where}.{key}: expected a number, got {value!r}")
+                raise ConfigError(f"{where}{key}: expected a number, got {value!r}")
             if value < 0:
-                raise ConfigError(f"{where}.{key}: must not be negative, got {value!r}")
+                raise ConfigError(f"{where}{key}: must not be negative, got {value!r}")
             if isinstance(current, int) and not isinstance(current, bool):
                 if value != int(value):
-                    raise ConfigError(f"{where}.{key}: expected a whole number, got {value!r}")
+                    raise ConfigError(f"{where}{key}: expected a whole number, got {value!r}")
                 value = int(value)
             else:
                 value = float(value)
         elif isinstance(current, str) and not isinstance(value, str):
-            raise ConfigError(f"{where}.{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}{key}: expected a string, got {value!r}")
         setattr(obj, key, value)
 
 
@@ -137,7 +138,7 @@ def load_toml(path: str) -> Config:
         if key in ("server", "cache", "audit"):
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: [{key}] must be a table")
-            _fill(getattr(cfg, key), value, f"{path}: [{key}]")
+            _fill(getattr(cfg, key), value, f"{path}: [{key}].")
         elif key in MODULES or key in OTHER_SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: [{key}] must be a table")
@@ -149,8 +150,7 @@ def load_toml(path: str) -> Config:
                 raise ConfigError(f'{path}: mechanisms must be a list of names like ["sql"]')
             cfg.mechanisms = [v.lower() for v in value]
         elif key in TOP_LEVEL:
-            top = {key: value}
-            _fill(cfg, top, path)
+            _fill(cfg, {key: value}, f"{path}: ")
         else:
             known = sorted(TOP_LEVEL | {"server", "cache", "audit"} | set(MODULES) | OTHER_SECTIONS)
             raise ConfigError(f"{path}: unknown key {key!r}; known keys: {', '.join(known)}")

@@ -77,7 +77,13 @@ class Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         if not self.done:  # the client gave up before sending a whole request
-            self._drop("truncated request")
+            if self.buf:
+                self._drop("truncated request")
+            else:  # connect-and-close (a health check): nothing to record
+                self.done = True
+                self.timer.cancel()
+                self.server.waiting.pop(self, None)
+                self.transport.close()
         return False
 
     def _timeout(self) -> None:

@@ -102,6 +102,9 @@ def testsaslauthd(path: str | os.PathLike, user: str, password: str, realm: str 
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
 
+testsaslauthd.__test__ = False  # a helper, not a test, though its name starts with "test"
+
+
 def admin(config: str | os.PathLike, *args: str, password: str | None = None,
           check: bool = True) -> subprocess.CompletedProcess:
     """Run ``saslauthpy-admin --config CONFIG ARGS`` (password on stdin)."""

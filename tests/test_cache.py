@@ -1,0 +1,93 @@
+"""The credential cache on its own: keyed fingerprints, TTLs, LRU bound, flushes."""
+
+from saslauthpy.cache import CredentialCache
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def make(**kw):
+    clock = Clock()
+    return CredentialCache(clock=clock, **{"max_entries": 100, "ttl": 60, **kw}), clock
+
+
+def test_good_password_is_a_hit_other_passwords_miss():
+    c, _ = make()
+    k = c.key("alice", "", "smtp")
+    c.remember_good(k, c.fingerprint(k, b"secret"))
+    assert c.lookup(k, c.fingerprint(k, b"secret")) is True
+    assert c.lookup(k, c.fingerprint(k, b"wrong")) is None
+    assert c.lookup(c.key("alice", "", "imap"), c.fingerprint(k, b"secret")) is None
+
+
+def test_entries_expire_after_ttl_and_hits_do_not_extend_them():
+    c, clock = make(ttl=60)
+    k = c.key("alice", "", "smtp")
+    fp = c.fingerprint(k, b"secret")
+    c.remember_good(k, fp)
+    clock.now += 59
+    assert c.lookup(k, fp) is True
+    clock.now += 2
+    assert c.lookup(k, fp) is None
+    assert len(c) == 0
+
+
+def test_fingerprints_are_keyed_per_process_and_per_user():
+    a, _ = make()
+    b, _ = make()
+    k = a.key("alice", "", "smtp")
+    assert a.fingerprint(k, b"secret") != b.fingerprint(k, b"secret")
+    assert a.fingerprint(k, b"secret") != a.fingerprint(a.key("bob", "", "smtp"), b"secret")
+    assert b"secret" not in a.fingerprint(k, b"secret")
+
+
+def test_size_is_bounded_with_least_recently_used_eviction():
+    c, _ = make(max_entries=3)
+    fps = {}
+    for name in ("a", "b", "c"):
+        k = c.key(name, "", "")
+        fps[name] = (k, c.fingerprint(k, b"pw"))
+        c.remember_good(*fps[name])
+    assert c.lookup(*fps["a"]) is True  # a is now the most recent
+    k = c.key("d", "", "")
+    c.remember_good(k, c.fingerprint(k, b"pw"))
+    assert len(c) == 3
+    assert c.lookup(*fps["b"]) is None
+    assert c.lookup(*fps["a"]) is True
+
+
+def test_negative_ttl_remembers_the_failed_password_only():
+    c, clock = make(negative_ttl=5)
+    k = c.key("alice", "", "")
+    c.remember_bad(k, c.fingerprint(k, b"guess"))
+    assert c.lookup(k, c.fingerprint(k, b"guess")) is False
+    assert c.lookup(k, c.fingerprint(k, b"other")) is None
+    clock.now += 6
+    assert c.lookup(k, c.fingerprint(k, b"guess")) is None
+
+
+def test_no_negative_caching_by_default():
+    c, _ = make()
+    k = c.key("alice", "", "")
+    c.remember_bad(k, c.fingerprint(k, b"guess"))
+    assert c.lookup(k, c.fingerprint(k, b"guess")) is None
+
+
+def test_flush_one_user_keeps_the_others():
+    c, _ = make()
+    entries = {}
+    for login, realm, service in [("alice", "", "smtp"), ("alice", "", "imap"),
+                                  ("alice@ex.org", "ex.org", "smtp"), ("bob", "", "smtp")]:
+        k = c.key(login, realm, service)
+        entries[(login, service)] = (k, c.fingerprint(k, b"pw"))
+        c.remember_good(*entries[(login, service)])
+    assert c.flush("alice") == 3
+    assert c.lookup(*entries[("bob", "smtp")]) is True
+    assert c.lookup(*entries[("alice", "smtp")]) is None
+    assert c.flush() == 1
+    assert len(c) == 0
