@@ -1,0 +1,275 @@
+"""Start and stop the two daemons under test, the load generator and the bench accounts.
+
+Both daemons get the same mechanism, the same worker count (-n) and, when asked, the
+cache (-c).  Each runs in its own run directory under the bench's temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from harness import toml_dumps  # noqa: E402  (the test harness's small TOML writer)
+
+ACCOUNT_PREFIX = "sbench"
+ACCOUNT_PASSWORD = "Bench-pw-42"
+LEGIT = f"{ACCOUNT_PREFIX}legit"
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def wait_socket(path: Path, proc: subprocess.Popen | None, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None and proc.returncode != 0:
+            raise RuntimeError(f"exited with {proc.returncode}")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(1.0)
+                s.connect(str(path))
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"no socket at {path} after {timeout}s")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    out.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Daemon:
+    """Common part: a run directory, a socket, a process tree we started."""
+
+    label = ""
+
+    def __init__(self, base: Path, mech: str, threads: int, cache: bool,
+                 mech_options: str = ""):
+        self.base = base
+        self.run_dir = base / "run"
+        self.mech, self.threads, self.cache, self.mech_options = mech, threads, cache, mech_options
+        self.proc: subprocess.Popen | None = None
+        self.log = base / "daemon.log"
+
+    @property
+    def socket(self) -> Path:
+        return self.run_dir / "mux"
+
+    def pid(self) -> int:
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        main = self.pid()
+        return [main, *_children(main)]
+
+    def memory_kb(self) -> int:
+        """PSS summed over the daemon's processes (shared pages counted once)."""
+        return sum(pss_kb(p) for p in self.pids())
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> Daemon:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def error(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-1500:]
+        except OSError:
+            return ""
+
+
+class CSaslauthd(Daemon):
+    label = "C saslauthd"
+
+    def start(self) -> CSaslauthd:
+        self.base.mkdir(parents=True, exist_ok=True)
+        exe = shutil.which("saslauthd") or "/usr/sbin/saslauthd"
+        cmd = [exe, "-a", self.mech, "-m", str(self.run_dir), "-n", str(self.threads)]
+        if self.cache:
+            cmd.append("-c")
+        if self.mech_options:
+            cmd += ["-O", self.mech_options]
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            # saslauthd daemonises: the parent returns once the workers are up.
+            res = subprocess.run(cmd, stdout=log, stderr=log, timeout=30,
+                                 preexec_fn=raise_nofile)
+        if res.returncode != 0:
+            raise RuntimeError(f"saslauthd exited with {res.returncode}: {self.error()}")
+        wait_socket(self.socket, None)
+        self._pid = int((self.run_dir / "saslauthd.pid").read_text().split()[0])
+        self._tree = self.pids()
+        return self
+
+    def pid(self) -> int:
+        return self._pid
+
+    def stop(self) -> None:
+        tree = getattr(self, "_tree", [])
+        for pid in tree:
+            if _alive(pid):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in tree) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in tree:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+class Saslauthpy(Daemon):
+    label = "saslauthpy"
+
+    def __init__(self, base: Path, mech: str, threads: int, cache: bool,
+                 mech_options: str = "", config: dict[str, Any] | None = None,
+                 label: str = "saslauthpy"):
+        super().__init__(base, mech, threads, cache, mech_options)
+        self.config = config or {}
+        self.label = label
+
+    def start(self) -> Saslauthpy:
+        self.base.mkdir(parents=True, exist_ok=True)
+        cfg: dict[str, Any] = {"run_dir": str(self.run_dir),
+                               "audit": {"file": "", "syslog": False}}
+        for key, value in self.config.items():
+            if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+                cfg[key] = {**cfg[key], **value}
+            else:
+                cfg[key] = value
+        conf = self.base / "saslauthpy.toml"
+        conf.write_text(toml_dumps(cfg))
+        cmd = [sys.executable, "-m", "saslauthpy", "-f", "--config", str(conf),
+               "-a", self.mech, "-n", str(self.threads)]
+        if self.cache:
+            cmd.append("-c")
+        if self.mech_options:
+            cmd += ["-O", self.mech_options]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        env.pop("NOTIFY_SOCKET", None)
+        self._log = open(self.log, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=self._log, env=env,
+                                     preexec_fn=raise_nofile)
+        try:
+            wait_socket(self.socket, self.proc)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"saslauthpy: {exc}: {self.error()}") from None
+        return self
+
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        self.proc = None
+
+
+# -- load generator ---------------------------------------------------------------------
+
+def build_loadgen(out_dir: Path) -> Path:
+    exe = out_dir / "loadgen"
+    gcc = shutil.which("gcc")
+    if not gcc:
+        raise RuntimeError("gcc is not installed: .ci/setup.d/70-bench.sh installs it")
+    subprocess.run([gcc, "-O2", "-pthread", "-o", str(exe), str(BENCH / "loadgen.c")],
+                   check=True, capture_output=True)
+    return exe
+
+
+# -- local accounts ---------------------------------------------------------------------
+
+class Accounts:
+    """``count`` local accounts sbench0.. plus sbenchlegit, SHA-512 hashed; removed after."""
+
+    def __init__(self, count: int):
+        self.names = [f"{ACCOUNT_PREFIX}{i}" for i in range(count)] + [LEGIT]
+
+    def __enter__(self) -> Accounts:
+        self.remove()  # leftovers of an interrupted run
+        for name in self.names:
+            subprocess.run(["useradd", "-M", "-N", "-s", "/usr/sbin/nologin", "-c",
+                            "saslauthpy bench", name], check=True, capture_output=True)
+        lines = "".join(f"{n}:{ACCOUNT_PASSWORD}\n" for n in self.names)
+        subprocess.run(["chpasswd", "-c", "SHA512"], input=lines, text=True, check=True,
+                       capture_output=True)
+        return self
+
+    def remove(self) -> None:
+        for name in self.names:
+            subprocess.run(["userdel", name], capture_output=True)
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()

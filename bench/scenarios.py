@@ -1,0 +1,308 @@
+"""The benchmark scenarios.  Each runs the C saslauthd and saslauthpy in turn with the same
+load generator invocation and returns rows of measurements (see ``Row``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemons import (
+    ACCOUNT_PASSWORD,
+    ACCOUNT_PREFIX,
+    LEGIT,
+    ROOT,
+    CSaslauthd,
+    Daemon,
+    Saslauthpy,
+    rss_kb,
+)
+
+THROTTLE_OFF = {"throttle": {"enabled": False}}
+THROTTLE_ON = {"throttle": {"enabled": True}}  # the defaults: 1 s doubling to 8 s, decay 30 s
+
+
+@dataclass
+class Settings:
+    tmp: Path
+    loadgen: Path
+    duration: float
+    threads: int = 5
+    users: int = 50
+    quick: bool = False
+    request_timeout: float = 10.0
+    idle: int = 1000
+    memory_entries: int = 100_000
+    profile: Path | None = None
+
+
+@dataclass
+class Row:
+    scenario: str  # "1", "4-pam" ...
+    title: str
+    daemon: str  # label
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # loadgen output by group
+    extra: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+def group(name: str, clients: int, expect: str, login: str, nusers: int, password: str,
+          service: str = "imap", realm: str = "") -> str:
+    return f"{name},{clients},{expect},{login},{nusers},{password},{service},{realm}"
+
+
+def run_loadgen(s: Settings, daemon: Daemon, groups: list[str], duration: float | None = None,
+                idle: int = 0, timeout: float | None = None, one_pass: bool = False,
+                ) -> dict[str, dict[str, Any]]:
+    d = duration if duration is not None else s.duration
+    t = timeout if timeout is not None else s.request_timeout
+    cmd = [str(s.loadgen), "-s", str(daemon.socket), "-d", str(d), "-t", str(t)]
+    if idle:
+        cmd += ["-i", str(idle)]
+    if one_pass:
+        cmd.append("-1")
+    res = subprocess.run(cmd + groups, capture_output=True, text=True, timeout=d + t + 120)
+    if res.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {res.stderr.strip()}")
+    out = {}
+    for line in res.stdout.splitlines():
+        g = json.loads(line)
+        out[g["group"]] = g
+    return out
+
+
+def warm(s: Settings, daemon: Daemon, login: str, nusers: int, password: str) -> None:
+    """One pass over the users so that the cache holds them all."""
+    run_loadgen(s, daemon, [group("warm", min(4, nusers), "OK", login, nusers, password)],
+                duration=60, one_pass=True)
+
+
+def each_daemon(s: Settings, scenario: str, title: str, mech: str, cache: bool,
+                ours: list[tuple[str, dict[str, Any]]] | None = None, mech_options: str = "",
+                with_c: bool = True):
+    """Yield (row, daemon) for the C daemon then each of our configurations, started."""
+    variants: list[tuple[str, dict[str, Any] | None]] = [("C saslauthd", None)] if with_c else []
+    variants += ours if ours is not None else [("saslauthpy", THROTTLE_OFF)]
+    for label, config in variants:
+        base = s.tmp / f"s{scenario}-{len(label)}-{abs(hash(label)) % 10000}"
+        if config is None:
+            d: Daemon = CSaslauthd(base, mech, s.threads, cache, mech_options)
+        else:
+            d = Saslauthpy(base, mech, s.threads, cache, mech_options, config, label)
+        row = Row(scenario, title, label)
+        try:
+            d.start()
+        except Exception as exc:
+            row.error = f"did not start: {str(exc).strip().splitlines()[-1] if str(exc) else exc}"
+            yield row, None
+            continue
+        try:
+            yield row, d
+        finally:
+            d.stop()
+
+
+def _measure(rows: list[Row], gen, body) -> None:
+    for row, d in gen:
+        if d is not None:
+            try:
+                body(row, d)
+            except Exception as exc:  # noqa: BLE001
+                row.error = str(exc).strip()[:300]
+        rows.append(row)
+
+
+# -- 1 and 2: cache hits -------------------------------------------------------------------
+
+CACHE_USERS = 4  # "a few users" (fewer if fewer bench accounts exist)
+
+
+def scenario_1(s: Settings) -> list[Row]:
+    rows: list[Row] = []
+
+    def body(row: Row, d: Daemon) -> None:
+        warm(s, d, f"{ACCOUNT_PREFIX}%d", min(CACHE_USERS, s.users), ACCOUNT_PASSWORD)
+        prof = _start_profile(s, d) if s.profile and isinstance(d, Saslauthpy) else None
+        row.groups = run_loadgen(s, d, [group("hits", 8, "OK", f"{ACCOUNT_PREFIX}%d",
+                                              min(CACHE_USERS, s.users), ACCOUNT_PASSWORD)])
+        if prof is not None:
+            _finish_profile(s, prof)
+
+    _measure(rows, each_daemon(s, "1", "cache hits, 8 clients (shadow, -c)", "shadow", True),
+             body)
+    return rows
+
+
+def scenario_2(s: Settings) -> list[Row]:
+    rows: list[Row] = []
+
+    def body(row: Row, d: Daemon) -> None:
+        warm(s, d, f"{ACCOUNT_PREFIX}%d", min(CACHE_USERS, s.users), ACCOUNT_PASSWORD)
+        row.groups = run_loadgen(s, d, [group("hits", 1, "OK", f"{ACCOUNT_PREFIX}%d",
+                                              min(CACHE_USERS, s.users), ACCOUNT_PASSWORD)])
+
+    _measure(rows, each_daemon(s, "2", "cache hits, 1 client: latency (shadow, -c)", "shadow",
+                               True), body)
+    return rows
+
+
+# -- 3: uncached SHA-512 -------------------------------------------------------------------
+
+def scenario_3(s: Settings) -> list[Row]:
+    rows: list[Row] = []
+
+    def body(row: Row, d: Daemon) -> None:
+        row.groups = run_loadgen(s, d, [group("logins", 8, "OK", f"{ACCOUNT_PREFIX}%d",
+                                              s.users, ACCOUNT_PASSWORD)])
+
+    _measure(rows, each_daemon(s, "3", f"uncached SHA-512 logins, 8 clients, {s.users} users",
+                               "shadow", False), body)
+    return rows
+
+
+# -- 4: brute force --------------------------------------------------------------------------
+
+def scenario_4(s: Settings) -> list[Row]:
+    rows: list[Row] = []
+    ours = [("saslauthpy", THROTTLE_OFF), ("saslauthpy +throttle", THROTTLE_ON)]
+
+    # PAM answers a wrong password after a 2 s fail delay: measure long enough to see it.
+    duration = s.duration if s.quick else max(s.duration, 10.0)
+
+    def body(row: Row, d: Daemon) -> None:
+        row.groups = run_loadgen(s, d, [
+            group("attack", 16, "NO", f"{ACCOUNT_PREFIX}%d", s.users, "wrong-%d"),
+            group("legit", 1, "OK", LEGIT, 1, ACCOUNT_PASSWORD),
+        ], duration=duration)
+
+    for mech in ("pam", "shadow"):
+        _measure(rows, each_daemon(s, f"4-{mech}", f"brute force: 16 clients guessing, "
+                                   f"1 correct login (-a {mech})", mech, False, ours), body)
+    return rows
+
+
+# -- 5: slowloris ---------------------------------------------------------------------------
+
+def scenario_5(s: Settings) -> list[Row]:
+    rows: list[Row] = []
+    timeout = 2.0 if s.quick else 5.0
+
+    def body(row: Row, d: Daemon) -> None:
+        row.groups = run_loadgen(s, d, [group("legit", 1, "OK", LEGIT, 1, ACCOUNT_PASSWORD)],
+                                 idle=s.idle, timeout=timeout)
+        row.extra["answer_timeout_s"] = timeout
+        row.extra["idle_connections_open"] = row.groups["legit"]["idle_max_open"]
+        row.extra["idle_reopened"] = row.groups["legit"]["idle_reopened"]
+
+    _measure(rows, each_daemon(s, "5", f"{s.idle} idle connections, 1 correct login (shadow)",
+                               "shadow", False), body)
+    return rows
+
+
+# -- 6: LDAP bind ---------------------------------------------------------------------------
+
+LDAP_USERS = {"alice": "alice-secret", "bob": "bob-secret", "dave": "dave-secret",
+              "frank": "frank-secret"}
+
+
+def scenario_6(s: Settings) -> list[Row]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        from ldap_server import PEOPLE_DN, SERVICE_DN, SERVICE_PW, Slapd
+    except ImportError as exc:
+        return [Row("6", "LDAP bind", "both", error=f"no slapd helper: {exc}")]
+    rows: list[Row] = []
+    slapd = Slapd(s.tmp / "slapd").start()
+    try:
+        conf = s.tmp / "saslauthd-ldap.conf"
+        conf.write_text(
+            f"ldap_servers: {slapd.uri}\n"
+            f"ldap_search_base: {PEOPLE_DN}\n"
+            "ldap_filter: (uid=%u)\n"
+            "ldap_auth_method: bind\n"
+            f"ldap_bind_dn: {SERVICE_DN}\n"
+            f"ldap_password: {SERVICE_PW}\n"
+            "ldap_timeout: 5\n")
+
+        def body(row: Row, d: Daemon) -> None:
+            row.groups = run_loadgen(s, d, [
+                group(f"bind-{u}", 2, "OK", u, 1, pw) for u, pw in LDAP_USERS.items()])
+
+        _measure(rows, each_daemon(s, "6", "LDAP bind, 8 clients, 4 users, no cache", "ldap",
+                                   False, mech_options=str(conf)), body)
+    finally:
+        slapd.stop()
+    return rows
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+def scenario_mem(s: Settings) -> list[Row]:
+    """RSS of saslauthpy holding N cache entries (one SQL user, N services: N keys)."""
+    import sqlite3
+
+    db = s.tmp / "mem-users.db"
+    con = sqlite3.connect(db)
+    con.executescript((ROOT / "backends" / "sql" / "sqlite.sql").read_text())
+    con.execute("INSERT OR REPLACE INTO saslauthpy_users (login, realm, password, enabled, "
+                "created, changed) VALUES ('memuser', '', '{PLAIN}mem-pw', 1, "
+                "'2024-01-01 00:00:00', '2024-01-01 00:00:00')")
+    con.commit()
+    con.close()
+    n = s.memory_entries
+    config = {**THROTTLE_OFF, "sql": {"url": f"sqlite:///{db}"},
+              "cache": {"max_entries": max(n, 10266) + 1000}}
+    rows: list[Row] = []
+
+    def body(row: Row, d: Daemon) -> None:
+        if isinstance(d, CSaslauthd):
+            row.extra["memory_kb"] = d.memory_kb()
+            row.extra["note"] = "fixed-size mmap cache (-c default), PSS of all processes"
+            return
+        before = rss_kb(d.pid())
+        started = time.monotonic()
+        row.groups = run_loadgen(s, d, [group("fill", 8, "OK", "memuser", n, "mem-pw",
+                                              service="svc%d")], duration=600, one_pass=True)
+        row.extra["fill_seconds"] = round(time.monotonic() - started, 1)
+        row.extra["rss_before_kb"] = before
+        row.extra["memory_kb"] = rss_kb(d.pid())
+        row.extra["entries"] = n
+
+    # The C daemon has no SQL; its memory is shown for scale with -a shadow -c.
+    for row, d in each_daemon(s, "mem", f"RSS with {n:,} cached entries", "shadow", True,
+                              with_c=True, ours=[]):
+        if d is not None:
+            body(row, d)
+        rows.append(row)
+    _measure(rows, each_daemon(s, "mem", f"RSS with {n:,} cached entries", "sql", True,
+                               ours=[("saslauthpy", config)], with_c=False), body)
+    return rows
+
+
+SCENARIOS = {"1": scenario_1, "2": scenario_2, "3": scenario_3, "4": scenario_4,
+             "5": scenario_5, "6": scenario_6, "mem": scenario_mem}
+
+
+# -- profiling --------------------------------------------------------------------------------
+
+def _start_profile(s: Settings, d: Daemon) -> subprocess.Popen | None:
+    import shutil
+
+    spy = shutil.which("py-spy")
+    if not spy or s.profile is None:
+        return None
+    return subprocess.Popen([spy, "record", "--format", "raw", "-o", str(s.profile), "-r", "200",
+                             "-d", str(max(1, int(s.duration))), "-p", str(d.pid())],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _finish_profile(s: Settings, proc: subprocess.Popen) -> None:
+    try:
+        proc.wait(timeout=s.duration + 30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
