@@ -81,8 +81,8 @@ class CSaslauthd:
     """The reference daemon: ``saslauthd -a MECH -m DIR -n 5 -d`` in the foreground.
 
     saslauthd 2.1.28 reads sasldb only from its compiled-in /etc/sasldb2 (auth_sasldb.c
-    passes libsasl no option callback, so ``sasldb_path`` is ignored); for ``sasldb=FILE``
-    it runs in a private mount namespace where FILE is bind-mounted on /etc/sasldb2.
+    passes libsasl no option callback, so ``sasldb_path`` is ignored); for ``sasldb=DIR/sasldb2``
+    it runs in a private mount namespace where DIR is bind-mounted on /etc.
     """
 
     def __init__(self, tmp: Path, mech: str, sasldb: str | None = None, workers: int = 5):
@@ -92,7 +92,11 @@ class CSaslauthd:
         self.log = Path(tmp) / "c-saslauthd.log"
         cmd = ["saslauthd", "-a", mech, "-m", str(self.run_dir), "-n", str(workers), "-d"]
         if sasldb:
-            inner = f"mount --bind {sasldb} /etc/sasldb2 && exec {' '.join(cmd)}"
+            # Bind the file's directory (not the file: that would pin the inode, and
+            # writers that replace the file by rename would go unseen) over /etc.
+            assert os.path.basename(sasldb) == "sasldb2", "name the test file sasldb2"
+            inner = f"mount --bind {os.path.dirname(os.path.abspath(sasldb))} /etc && " \
+                    f"exec {' '.join(cmd)}"
             cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner]
         self._out = open(self.log, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._out,

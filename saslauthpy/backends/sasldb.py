@@ -244,20 +244,16 @@ class Store(base.Store):
     def _backup_copy(self) -> None:
         if not self.backup:
             return
-        import lmdb
+        from .sasldb_lmdb import environment
 
         bak = self.path + ".bak"
-        env = lmdb.open(self.path, subdir=False, readonly=True, lock=True)
+        fd = os.open(bak + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            fd = os.open(bak + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                env.copyfd(fd)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(bak + ".tmp", bak)
+            environment(self.path).copyfd(fd)  # a consistent snapshot, writers not blocked
+            os.fsync(fd)
         finally:
-            env.close()
+            os.close(fd)
+        os.replace(bak + ".tmp", bak)
 
 
 def _fsync_path(path: str) -> None:

@@ -10,6 +10,7 @@ environment maps the file it opened).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 
 import lmdb
@@ -29,17 +30,38 @@ def _map_size(path: str) -> int:
     return max(MIN_MAP, 2 * size + MIN_MAP)
 
 
+_envs: dict[str, tuple[int, lmdb.Environment]] = {}
+_envs_lock = threading.Lock()
+
+
+def environment(path: str, create: bool = False, mode: int = 0o640) -> lmdb.Environment:
+    """One Environment per file per process (LMDB forbids opening a file twice in a
+    process; an Environment is safe to share between threads).  Reopened if the file
+    was replaced."""
+    key = os.path.realpath(path)
+    with _envs_lock:
+        if not create and not os.path.exists(key):
+            raise FileNotFoundError(2, "No such file or directory", path)
+        inode = os.stat(key).st_ino if os.path.exists(key) else -1
+        cached = _envs.get(key)
+        if cached is not None and cached[0] == inode:
+            return cached[1]
+        writable = os.access(key if inode != -1 else os.path.dirname(key), os.W_OK)
+        try:
+            env = lmdb.open(key, subdir=False, readonly=not writable, create=create,
+                            lock=True, map_size=_map_size(key), mode=mode, max_dbs=0)
+        except lmdb.Error as exc:
+            raise LmdbError(f"cannot open LMDB file {path}: {exc}") from exc
+        _envs[key] = (os.stat(key).st_ino, env)
+        return env
+
+
 class LmdbFile:
     def __init__(self, path: str, write: bool = False, create: bool = False, mode: int = 0o600):
         self.path = path
-        if not create and not os.path.exists(path):
-            raise FileNotFoundError(2, "No such file or directory", path)
-        try:
-            self._env = lmdb.open(path, subdir=False, readonly=not (write or create),
-                                  create=create, lock=True, map_size=_map_size(path),
-                                  mode=mode, max_dbs=0)
-        except lmdb.Error as exc:
-            raise LmdbError(f"cannot open LMDB file {path}: {exc}") from exc
+        self._env = environment(path, create=create, mode=mode)
+        if (write or create) and self._env.flags().get("readonly"):
+            raise LmdbError(f"{path} is not writable by uid {os.getuid()}")
 
     def get(self, key: bytes) -> bytes | None:
         with self._env.begin() as txn:
@@ -67,7 +89,7 @@ class LmdbFile:
         yield from rows
 
     def close(self) -> None:
-        self._env.close()
+        pass  # the Environment is shared; LMDB needs no close between transactions
 
     def __enter__(self) -> LmdbFile:
         return self
