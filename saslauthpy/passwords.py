@@ -137,7 +137,7 @@ def gensalt(prefix: str, count: int = 0) -> str | None:
 
 # crypt(3) method ids we accept (the text between the first two "$").
 _CRYPT_IDS = frozenset({"1", "5", "6", "y", "gy", "7", "2b", "2y", "2a", "2x", "sha1", "md5", "3"})
-_CRYPT_ID_RE = re.compile(r"^\$([A-Za-z0-9]{1,16})[$,]")
+_CRYPT_ID_RE = re.compile(r"^\$([A-Za-z0-9_-]{1,32})[$,]")
 _DES_RE = re.compile(r"^[./0-9A-Za-z]{13}$")
 _BSDI_RE = re.compile(r"^_[./0-9A-Za-z]{19}$")
 
