@@ -173,8 +173,8 @@ class Slapd:
 
     def _answers(self) -> bool:
         res = subprocess.run(
-            [_need("ldapsearch"), "-x", "-H", self.uri, "-b", "", "-s", "base", "-o", "nettimeout=1",
-             "(objectClass=*)", "1.1"], capture_output=True)
+            [_need("ldapsearch"), "-x", "-H", self.uri, "-b", "", "-s", "base",
+             "-o", "nettimeout=1", "(objectClass=*)", "1.1"], capture_output=True)
         return res.returncode == 0
 
     def stop(self, timeout: float = 10.0) -> None:
