@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -219,12 +221,8 @@ class Authenticator:
 
 
 def _make_fp() -> Callable[[bytes], bytes]:
-    import hashlib
-    import hmac
-    import os
-
     secret = os.urandom(32)
-    return lambda pw: hmac.new(secret, pw, hashlib.sha256).digest()[:16]
+    return lambda pw: hmac.digest(secret, pw, "sha256")[:16]
 
 
 # Without a cache there is no keyed fingerprint; the throttle only needs to tell repeats

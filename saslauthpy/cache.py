@@ -11,7 +11,6 @@ same wrong guess repeated does not reach the backend again.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import struct
@@ -41,7 +40,7 @@ class CredentialCache:
     def fingerprint(self, key: str, password: bytes) -> bytes:
         # The key is mixed in so two users with one password get different fingerprints.
         msg = key.encode("utf-8", "surrogateescape") + b"\0" + password
-        return hmac.new(self._secret, msg, hashlib.sha256).digest()[:16]
+        return hmac.digest(self._secret, msg, "sha256")[:16]
 
     def lookup(self, key: str, fp: bytes) -> bool | None:
         """True: this password was good; False: it just failed; None: ask the backend."""
