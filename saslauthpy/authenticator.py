@@ -210,7 +210,8 @@ class Authenticator:
                 tempfail = (answer, backend.name)
         if tempfail is not None:
             return tempfail
-        return Answer(Result.UNKNOWN, "unknown user"), self.backends[-1].name if self.backends else ""
+        last = self.backends[-1].name if self.backends else ""
+        return Answer(Result.UNKNOWN, "unknown user"), last
 
     def close(self) -> None:
         for backend in self.backends:

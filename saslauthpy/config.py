@@ -167,7 +167,8 @@ def arg_parser(prog: str = "saslauthpy") -> argparse.ArgumentParser:
                    help="authentication mechanism; a comma list is a chain (e.g. sql,pam)")
     p.add_argument("-O", dest="mech_options", metavar="FILE",
                    help="mechanism option: config file for ldap, path for sasldb")
-    p.add_argument("-m", dest="run_dir", metavar="DIR", help=f"run directory (default {DEFAULT_RUN_DIR})")
+    p.add_argument("-m", dest="run_dir", metavar="DIR",
+                   help=f"run directory (default {DEFAULT_RUN_DIR})")
     p.add_argument("-n", dest="threads", type=int, metavar="N", help="worker pool size (default 5)")
     p.add_argument("-c", dest="cache", action="store_true", help="enable the credential cache")
     p.add_argument("-s", dest="cache_kb", type=int, metavar="KB", help="cache size in KiB")
@@ -180,8 +181,10 @@ def arg_parser(prog: str = "saslauthpy") -> argparse.ArgumentParser:
     p.add_argument("-f", dest="foreground", action="store_true", help="stay in the foreground")
     p.add_argument("-V", dest="verbose", action="store_true", help="verbose logging")
     p.add_argument("-v", dest="version", action="store_true", help="print the version and exit")
-    p.add_argument("-h", "--help", dest="help", action="store_true", help="print this help and exit")
-    p.add_argument("--config", metavar="FILE", help=f"TOML configuration (default {DEFAULT_CONFIG} if it exists)")
+    p.add_argument("-h", "--help", dest="help", action="store_true",
+                   help="print this help and exit")
+    p.add_argument("--config", metavar="FILE",
+                   help=f"TOML configuration (default {DEFAULT_CONFIG} if it exists)")
     return p
 
 
@@ -209,7 +212,7 @@ def from_args(args: argparse.Namespace) -> Config:
         cfg.cache.enabled = True
     if args.cache_kb is not None:
         if args.cache_kb <= 0:
-            raise ConfigError(f"-s {args.cache_kb}: the cache size must be a positive number of KiB")
+            raise ConfigError(f"-s {args.cache_kb}: the cache size must be a positive KiB count")
         cfg.cache.max_entries = max(1, args.cache_kb * 1024 // CACHE_BUCKET_BYTES)
     if args.cache_ttl is not None:
         if args.cache_ttl <= 0:
@@ -234,7 +237,7 @@ def validate(cfg: Config) -> None:
                 f"unknown mechanism {name!r}: choose among {', '.join(sorted(MODULES))}"
             )
     if cfg.threads == 0:
-        cfg.threads = 1  # saslauthd's -n 0 means "fork per connection"; one pool thread is its equivalent
+        cfg.threads = 1  # saslauthd's -n 0 forks per connection; one pool thread is the nearest
     if cfg.server.max_field < 1 or cfg.server.max_field > 65535:
         raise ConfigError("[server] max_field: must be between 1 and 65535 bytes")
     if cfg.server.read_timeout <= 0:

@@ -13,9 +13,9 @@ import threading
 import time
 
 import pytest
-
 from conftest import need
 from harness import python_env, read_reply, testsaslauthd
+
 from saslauthpy import protocol
 
 OK_LINE = '0: OK "Success."\n'

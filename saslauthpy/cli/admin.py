@@ -1,7 +1,8 @@
 """``saslauthpy-admin``: manage users in a backend's store, check the configuration,
 and talk to the running daemon through its root-only control socket.
 
-    saslauthpy-admin [--config FILE] [--store NAME] [--file PATH] user add LOGIN [--realm R] [--password-stdin]
+    saslauthpy-admin [--config FILE] [--store NAME] [--file PATH] user add LOGIN [--realm R]
+                     [--password-stdin]
     saslauthpy-admin ... user passwd|delete|enable|disable LOGIN [--realm R]
     saslauthpy-admin ... user list [--realm R] [--json]
     saslauthpy-admin ... user import FILE
@@ -170,7 +171,7 @@ def user_command(args: argparse.Namespace, config: configmod.Config) -> int:
             flush_user(config, args.login, args.realm)
         return 0
     except UserExists:
-        raise Fail(f"{_name(args.login, args.realm)} already exists; use 'user passwd' to change it")
+        raise Fail(f"{_name(args.login, args.realm)} already exists; 'user passwd' changes it")
     except NoSuchUser:
         raise Fail(f"no user {_name(args.login, args.realm)}")
     except NotImplementedError as exc:

@@ -16,7 +16,8 @@ def _setup_logging(foreground: bool, verbose: bool) -> None:
     root.handlers.clear()
     if foreground or not os.path.exists("/dev/log"):
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("saslauthpy[%(process)d]: %(levelname)s %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("saslauthpy[%(process)d]: %(levelname)s %(message)s"))
     else:
         handler = logging.handlers.SysLogHandler(
             "/dev/log", facility=logging.handlers.SysLogHandler.LOG_AUTH)
