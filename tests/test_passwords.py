@@ -109,9 +109,13 @@ def test_slappasswd_crypt_default_is_des_like():
 
 # --- doveadm pw (Debian dovecot-core) ------------------------------------------------------------
 
+# `-c /dev/null`: doveadm pw needs no dovecot.conf (nor a running dovecot) this way.
+DOVEADM = ("doveadm", "-c", "/dev/null")
+
+
 def doveadm_pw(scheme: str, password: str = PW) -> str:
     need("doveadm")
-    return run("doveadm", "pw", "-s", scheme, "-p", password)
+    return run(*DOVEADM, "pw", "-s", scheme, "-p", password)
 
 
 DOVECOT_SCHEMES = [
@@ -142,7 +146,7 @@ def test_doveadm_md5_is_md5_crypt_and_plain_md5_payloads():
     for payload in (hexdigest, hexdigest.upper(), b64digest):
         assert_verifies("{MD5}" + payload)
         assert_verifies("{PLAIN-MD5}" + payload)
-        run("doveadm", "pw", "-t", "{MD5}" + payload, "-p", PW)  # the reference agrees
+        run(*DOVEADM, "pw", "-t", "{MD5}" + payload, "-p", PW)  # the reference agrees
 
 
 def test_doveadm_pbkdf2_format():
@@ -160,10 +164,10 @@ def test_our_hashes_pass_doveadm_pw_t():
         stored = h if prefix else "{CRYPT}" + h
         if scheme in ("SCRYPT", "GOST-YESCRYPT") or (scheme == "BCRYPT"):
             stored = "{CRYPT}" + h  # Dovecot reads these through crypt(3)
-        out = subprocess.run(["doveadm", "pw", "-t", stored, "-p", PW], capture_output=True,
+        out = subprocess.run([*DOVEADM, "pw", "-t", stored, "-p", PW], capture_output=True,
                              text=True, timeout=60)
         assert out.returncode == 0 and "(verified)" in out.stdout, scheme
-        wrong = subprocess.run(["doveadm", "pw", "-t", stored, "-p", PW + "x"],
+        wrong = subprocess.run([*DOVEADM, "pw", "-t", stored, "-p", PW + "x"],
                                capture_output=True, text=True, timeout=60)
         assert wrong.returncode != 0, scheme
 
@@ -277,7 +281,7 @@ def test_unknown_scheme_names_prefix_never_hash():
 def test_default_scheme_for_plain_values():
     assert verify(b"hunter2", "hunter2", default_scheme="PLAIN") is True
     assert verify(b"hunter3", "hunter2", default_scheme="CLEARTEXT") is False
-    md5hex = run("doveadm", "pw", "-s", "PLAIN-MD5", "-p", "hunter2")[len("{PLAIN-MD5}"):]
+    md5hex = run(*DOVEADM, "pw", "-s", "PLAIN-MD5", "-p", "hunter2")[len("{PLAIN-MD5}"):]
     assert verify(b"hunter2", md5hex, default_scheme="PLAIN-MD5") is True
     assert verify(b"hunter2", md5hex, default_scheme="{plain-md5}") is True
     # a value with its own scheme ignores the default
@@ -353,9 +357,11 @@ def test_two_threads_hash_sha512_in_parallel():
     setting = "$6$rounds=100000$saltsaltsalt$"
     t0 = time.perf_counter()
     _hash_loop(2, setting)
-    n = max(4, int(0.6 / ((time.perf_counter() - t0) / 2)))
+    n = max(4, int(0.4 / ((time.perf_counter() - t0) / 2)))
     ratios = []
-    for _ in range(5):  # a busy neighbour may steal a core for a moment: best of five
+    # Short rounds, best of eight: a neighbour's burst of work may steal a core for a moment.
+    # (A GIL-holding crypt is caught for certain by the stall test below.)
+    for _ in range(8):
         one = _timed(1, n, setting)
         two = _timed(2, n, setting)
         ratios.append(two / one)
