@@ -416,3 +416,56 @@ def test_crypt_releases_the_gil_during_the_call(prefix, count):
     assert stall < 0.3 * dur, (stall, dur)
     dur_held, stall_held = _longest_stall(lambda: _crypt_holding_gil(PWB, setting))
     assert stall_held > 0.6 * dur_held, (stall_held, dur_held)
+
+
+# --- end to end: the daemon, an existing SQL schema, the real testsaslauthd --------------------
+
+def _reference_rows() -> dict[str, str]:
+    """login -> stored hash of PW, one per reference tool and scheme."""
+    rows = {
+        "mk-yescrypt": run("mkpasswd", "-m", "yescrypt", "--stdin", stdin=PW),
+        "mk-bcrypt": "{CRYPT}" + run("mkpasswd", "-m", "bcrypt", "--stdin", stdin=PW),
+        "ossl-md5": run("openssl", "passwd", "-1", "-stdin", stdin=PW),
+        "ossl-sha256": run("openssl", "passwd", "-5", "-stdin", stdin=PW),
+        "slap-ssha": run("slappasswd", "-h", "{SSHA}", "-s", PW),
+        "slap-smd5": run("slappasswd", "-h", "{SMD5}", "-s", PW),
+    }
+    for scheme in ("SHA512-CRYPT", "BLF-CRYPT", "ARGON2ID", "PBKDF2", "PLAIN-MD5", "SSHA512",
+                   "MD5", "SHA256.HEX", "CLEARTEXT"):
+        rows["dove-" + scheme.lower()] = doveadm_pw(scheme)
+    return rows
+
+
+def test_daemon_answers_testsaslauthd_for_every_reference_hash(daemon_factory, tmp_path):
+    import sqlite3
+
+    from harness import testsaslauthd
+
+    need("testsaslauthd")
+    rows = _reference_rows()
+    db = tmp_path / "mail.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE mailbox (username TEXT PRIMARY KEY, password TEXT)")
+        conn.executemany("INSERT INTO mailbox VALUES (?, ?)",
+                         [(f"{u}@example.com", h) for u, h in rows.items()]
+                         + [("unknown@example.com", "{ROT13}" + "pbeerpg"),
+                            ("locked@example.com", "!" + rows["ossl-sha256"]),
+                            ("bare@example.com", PW)])
+    conn.close()
+    d = daemon_factory(config={"mechanisms": ["sql"], "sql": {
+        "url": f"sqlite:///{db}",
+        "query": "SELECT password FROM mailbox WHERE username = :address"}})
+    ok, no = '0: OK "Success."', '0: NO "authentication failed"'
+    for user in rows:
+        good = testsaslauthd(d.mux, user, PW, realm="example.com")
+        assert good.stdout.strip() == ok, (user, good.stdout, good.stderr)
+        bad = testsaslauthd(d.mux, user, PW + "x", realm="example.com")
+        assert bad.stdout.strip() == no, (user, bad.stdout)
+    for user in ("unknown", "locked", "bare"):  # unknown scheme, locked, no scheme at all
+        res = testsaslauthd(d.mux, user, PW, realm="example.com")
+        assert res.stdout.strip() == no, (user, res.stdout)
+    # neither the password nor any stored hash reaches a log
+    logs = d.stderr() + (d.audit_path.read_text() if d.audit_path.exists() else "")
+    assert PW not in logs and "pbeerpg" not in logs
+    for h in rows.values():
+        assert h[-12:] not in logs
