@@ -232,7 +232,7 @@ def write_plot(path: Path, rows: list[Row]) -> bool:
     thr = [ln for ln in lines if ln.metric == "throughput"]
     lat = [ln for ln in lines if ln.scenario in ("2", "4-pam", "4-shadow", "5")]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    _bars(ax1, thr, "answers/s (higher is better)", log=False)
+    _bars(ax1, thr, "answers/s (higher is better; log)", log=True)
     _bars(ax2, lat, "correct user's p99 / p50 for #2, ms (lower is better; log)", log=True,
           missing="no answer")
     fig.suptitle("saslauthpy vs C saslauthd (same machine, same load generator)")
@@ -247,18 +247,20 @@ def _bars(ax, lines: list[Line], ylabel: str, log: bool, missing: str = "n/a") -
               for ln in lines]
     xs = range(len(lines))
     w = 0.38
-    top = max([v for ln in lines for v in (ln.c_value, ln.ours_value) if v] or [1.0])
+    values = [v for ln in lines for v in (ln.c_value, ln.ours_value) if v] or [1.0]
+    bottom = min(values) / 2 if log else 0.0
     for off, attr, name, color in ((-w / 2, "c_value", "C saslauthd", "#999999"),
                                    (w / 2, "ours_value", "saslauthpy", "#2a7ab9")):
         vals = [getattr(ln, attr) for ln in lines]
         ax.bar([x + off for x in xs], [v if v else 0 for v in vals], w, label=name, color=color)
         for x, v in zip(xs, vals, strict=True):
             if not v:
-                ax.text(x + off, top * (0.5 if log else 0.02), missing, rotation=90,
+                ax.text(x + off, bottom if log else max(values) * 0.02, missing, rotation=90,
                         ha="center", va="bottom", fontsize=8)
     ax.set_xticks(list(xs))
     ax.set_xticklabels(labels, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=9)
     if log:
         ax.set_yscale("log")
+        ax.set_ylim(bottom=bottom / 1.5)
     ax.legend(fontsize=8)
