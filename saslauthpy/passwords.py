@@ -147,14 +147,13 @@ def _verify_bcrypt_pkg(password: bytes, stored: str) -> bool:
         import bcrypt
     except ImportError:
         return False
-    # bcrypt only reads 72 bytes; the package refuses longer ones, libxcrypt truncates.
+    if stored.startswith("$2x$"):  # the old buggy variant: only libxcrypt has it
+        return False
+    if stored.startswith("$2y$"):  # PHP's name for the same algorithm as $2b$
+        stored = "$2b$" + stored[4:]
     try:
-        pw = password[:72]
-        if stored.startswith(("$2y$", "$2x$")):  # same algorithm (2x: old buggy variant, no)
-            if stored.startswith("$2x$"):
-                return False
-            stored = "$2b$" + stored[4:]
-        return bcrypt.checkpw(pw, stored.encode("ascii"))
+        # bcrypt reads 72 bytes; the package refuses longer passwords, crypt(3) truncates.
+        return bcrypt.checkpw(password[:72], stored.encode("ascii"))
     except (ValueError, UnicodeEncodeError):
         return False
 
@@ -372,7 +371,9 @@ def verify(password: bytes, stored: str, default_scheme: str | None = None) -> b
             stored = bytes(stored).decode("utf-8")
         except UnicodeDecodeError:
             return False
-    if not isinstance(password, bytes):
+    if isinstance(password, str):
+        password = password.encode("utf-8")
+    elif not isinstance(password, bytes):
         password = bytes(password)
     if not stored or stored[0] in "!*":
         return False
@@ -404,8 +405,7 @@ def verify(password: bytes, stored: str, default_scheme: str | None = None) -> b
 # Hashing new passwords
 
 def _yescrypt_works() -> bool:
-    setting = gensalt("$y$")
-    return setting is not None and crypt(b"x", setting) is not None
+    return gensalt("$y$") is not None  # libxcrypt only makes settings it can hash
 
 
 DEFAULT_SCHEME = "YESCRYPT" if _yescrypt_works() else "BCRYPT"
@@ -481,5 +481,7 @@ def hash_password(password: bytes, scheme: str = DEFAULT_SCHEME) -> str:
         if name in _SCHEMES:
             raise ValueError(f"scheme {name} is accepted for verifying only, not for new hashes")
         raise UnknownScheme("{" + name + "}")
+    if b"\0" in password:
+        raise ValueError("a password cannot contain a NUL byte")
     prefix, hasher = entry
     return prefix + hasher(password)

@@ -232,6 +232,25 @@ def test_python_argon2(kind):
     assert_verifies("{ARGON2" + kind + "}" + h)
 
 
+def test_without_libxcrypt_bcrypt_still_works(monkeypatch):
+    """Where libxcrypt cannot be loaded, bcrypt hashes verify through the bcrypt package, new
+    hashes fall back to bcrypt cost 12, and other crypt(3) hashes are simply False."""
+    import bcrypt
+
+    dove = doveadm_pw("BLF-CRYPT")  # $2y$, made while libxcrypt is still there
+    sha = run("openssl", "passwd", "-6", "-stdin", stdin=PW)
+    monkeypatch.setattr(passwords, "_lib", None)
+    monkeypatch.setattr(passwords, "_lib_loaded", True)
+    assert not passwords.crypt_available() and crypt(PWB, sha) is None
+    assert passwords._yescrypt_works() is False  # so DEFAULT_SCHEME would be BCRYPT
+    assert_verifies(dove)
+    assert_verifies(bcrypt.hashpw(PWB, bcrypt.gensalt(4, prefix=b"2a")).decode())
+    h = hash_password(PWB, "BCRYPT")
+    assert h.startswith("$2b$12$")
+    assert_verifies(h)
+    assert verify(PWB, sha) is False
+
+
 # --- our own hashing ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("scheme", sorted(passwords.HASH_SCHEMES))
