@@ -643,25 +643,41 @@ class Store(base.Store):
                 batch[(login, realm)] = hashed
         if not batch:
             return existing
-        t = users_table
-        logins = sorted({lg for lg, _ in batch})
+        now = _now()
+        values = [{"login": lg, "realm": rl, "password": hashed, "enabled": True,
+                   "created": now, "changed": now} for (lg, rl), hashed in batch.items()]
         with self._begin() as conn:
-            there = set()
-            for i in range(0, len(logins), 500):
-                chunk = logins[i:i + 500]
-                q = select(t.c.login, t.c.realm).where(t.c.login.in_(chunk))
-                there.update((r.login, r.realm) for r in conn.execute(q))
-            now = _now()
-            values = []
-            for key, hashed in batch.items():
-                if key in there:
-                    existing.append(key)
-                else:
-                    values.append({"login": key[0], "realm": key[1], "password": hashed,
-                                   "enabled": True, "created": now, "changed": now})
-            if values:
-                conn.execute(insert(t), values)
+            if self.settings.dialect in ("postgresql", "sqlite"):
+                inserted = self._insert_new(conn, values)
+            else:
+                inserted = self._insert_absent(conn, values)
+        existing.extend(key for key in batch if key not in inserted)
         return existing
+
+    def _insert_new(self, conn: Any, values: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        """INSERT ... ON CONFLICT DO NOTHING RETURNING: one round trip, no existence query
+        (whose plan, prepared while the table was small, slows down as the table grows)."""
+        t = users_table
+        if self.settings.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        stmt = (dialect_insert(t).on_conflict_do_nothing(index_elements=["login", "realm"])
+                .returning(t.c.login, t.c.realm))
+        return {(r.login, r.realm) for r in conn.execute(stmt, values)}
+
+    def _insert_absent(self, conn: Any, values: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        """MariaDB/MySQL: look the batch's logins up, insert the others."""
+        t = users_table
+        there: set[tuple[str, str]] = set()
+        logins = sorted({v["login"] for v in values})
+        for i in range(0, len(logins), 500):
+            q = select(t.c.login, t.c.realm).where(t.c.login.in_(logins[i:i + 500]))
+            there.update((r.login, r.realm) for r in conn.execute(q))
+        new = [v for v in values if (v["login"], v["realm"]) not in there]
+        if new:
+            conn.execute(insert(t), new)
+        return {(v["login"], v["realm"]) for v in new}
 
     def close(self) -> None:
         self.engine.dispose()
