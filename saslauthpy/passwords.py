@@ -292,6 +292,7 @@ _SCHEMES: dict[str, _Checker] = {
     "SHA256-CRYPT": _check_crypt,
     "SHA512-CRYPT": _check_crypt,
     "BLF-CRYPT": _check_crypt,
+    "ARGON2": _check_argon2,  # OpenLDAP's pw-argon2 module names both variants so
     "ARGON2I": _check_argon2,
     "ARGON2ID": _check_argon2,
     "PBKDF2": _check_pbkdf2,

@@ -230,6 +230,7 @@ def test_python_argon2(kind):
     assert h.startswith(f"$argon2{kind.lower()}$")
     assert_verifies(h)
     assert_verifies("{ARGON2" + kind + "}" + h)
+    assert_verifies("{ARGON2}" + h)  # OpenLDAP's pw-argon2 prefix for either variant
 
 
 def test_without_libxcrypt_bcrypt_still_works(monkeypatch):

@@ -816,8 +816,6 @@ class Backend(base.Backend):
             return Answer(base.Result.FAIL, f"no {self.s.password_attr} to compare with")
         for raw in values:
             stored = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
-            if stored[:8].upper() == "{ARGON2}" and stored[8:9] == "$":
-                stored = stored[8:]  # OpenLDAP's name for a bare $argon2...$ string
             try:
                 # A value without a {SCHEME} is cleartext, as saslauthd compares it.
                 if passwords.verify(password, stored, default_scheme="PLAIN"):
