@@ -582,6 +582,8 @@ class Store(base.Store):
         create_table(self.engine)
         self._ready = True
 
+    init = create_table
+
     def _begin(self):
         if not self._ready:
             self.create_table()
