@@ -12,6 +12,7 @@ knows the user the answer is a temporary failure rather than "unknown".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import logging
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from .backends.base import Answer, Backend, Result
+from .backends.base import FAIL, Answer, Backend, Result
 from .cache import CredentialCache
 from .config import Config
 from .protocol import Request, format_reply
@@ -61,6 +62,7 @@ class Decision:
 
 
 Observer = Callable[[Decision], None]
+_NO_LANE = contextlib.nullcontext()
 
 
 class FairGate:
@@ -112,6 +114,7 @@ class Authenticator:
         self.throttle = throttle
         self.observers = observers or []
         self.gate = FairGate(max(1, config.threads // 2))
+        self.suspects = asyncio.Semaphore(max(1, config.threads // 2))
         self.in_flight = 0
         self._reveal = config.server.reveal_reasons
 
@@ -151,12 +154,15 @@ class Authenticator:
         if cache is None:
             return None
         req = self.normalise(req)
+        throttle = self.throttle
+        if throttle is not None and (throttle.shared or throttle.penalty(req) > 0):
+            # Under a penalty even a cached answer waits: else a guess that happens to be
+            # the cached password would be told apart from the others by its speed.
+            return None
         key = cache.key(req.login, req.realm, req.service)
         hit = cache.lookup(key, cache.fingerprint(key, req.password))
         if hit is None:
             return None
-        if hit and self.throttle is not None:
-            self.throttle.record(req, "ok", b"")
         result = "ok" if hit else "fail"
         self._publish(Decision(req, result, "" if hit else "wrong password (cached)", "cache",
                                True, time.monotonic() - started, peer))
@@ -175,24 +181,33 @@ class Authenticator:
         cache = self.cache
         key = CredentialCache.key(req.login, req.realm, req.service)
         fp = cache.fingerprint(key, req.password) if cache is not None else _FP(req.password)
+        hit = None
         if throttle is not None:
-            delay = throttle.penalty(req)
+            delay = await throttle.penalty_async(req)
             if delay > 0:
                 await asyncio.sleep(delay)
-        async with self.gate.enter(req.login):
-            answer, backend = await self._ask_chain(req)
+            if cache is not None and (delay > 0 or throttle.shared):
+                hit = cache.lookup(key, fp)  # answer_from_cache left this one to us
+        if hit is not None:
+            answer, backend = (Answer(Result.OK) if hit else FAIL), "cache"
+        else:
+            # A penalised request (a suspected guess) may hold only part of the pool, so
+            # that guesses spread over many users cannot starve everyone else.
+            lane = self.suspects if delay > 0 else _NO_LANE
+            async with lane, self.gate.enter(req.login):
+                answer, backend = await self._ask_chain(req)
         if answer.delay > 0:
             await asyncio.sleep(answer.delay)
             delay += answer.delay
         result = answer.result
-        if cache is not None:
+        if cache is not None and hit is None:
             if result is Result.OK:
                 cache.remember_good(key, fp)
             elif result in (Result.FAIL, Result.UNKNOWN):
                 cache.remember_bad(key, fp)
         if throttle is not None:
-            throttle.record(req, result.value, fp)
-        self._publish(Decision(req, result.value, answer.reason, backend, False,
+            await throttle.record_async(req, result.value, fp)
+        self._publish(Decision(req, result.value, answer.reason, backend, backend == "cache",
                                time.monotonic() - started, peer, delay))
         return self._reply(answer)
 

@@ -301,11 +301,17 @@ class Server:
     async def serve(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        self._servers.append(await self.loop.create_unix_server(
-            lambda: Connection(self), sock=self.listen, backlog=1024))
-        await self._start_control()
-        if self.metrics is not None:
-            await self.metrics.start()
+        try:
+            self._servers.append(await self.loop.create_unix_server(
+                lambda: Connection(self), sock=self.listen, backlog=1024))
+            await self._start_control()
+            if self.metrics is not None:
+                await self.metrics.start()
+        except BaseException:
+            for srv in self._servers:
+                srv.close()
+            self._cleanup_files()
+            raise
         for sig, handler in ((signal.SIGTERM, self.stop), (signal.SIGINT, self.stop),
                              (signal.SIGHUP, lambda: self.spawn(self.reload()))):
             self.loop.add_signal_handler(sig, handler)

@@ -159,6 +159,11 @@ class Throttle:
         # Redis timestamps must agree across hosts: wall clock there, monotonic locally.
         self.clock = clock or (time.time if self._redis is not None else time.monotonic)
 
+    @property
+    def shared(self) -> bool:
+        """True when the table lives in Redis: asking it is a network round trip."""
+        return self._redis is not None
+
     # -- keys ---------------------------------------------------------------------------
 
     def keys(self, request: Request) -> list[str]:

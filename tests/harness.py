@@ -124,6 +124,7 @@ class Daemon:
     def __init__(self, tmp: Path, args: list[str] | None = None,
                  config: dict[str, Any] | None = None, env: dict[str, str] | None = None):
         self.tmp = Path(tmp)
+        self.tmp.mkdir(parents=True, exist_ok=True)
         self.run_dir = self.tmp / "run"
         self.mux = self.run_dir / "mux"
         self.audit_path = self.tmp / "audit.log"
