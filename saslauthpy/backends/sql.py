@@ -371,6 +371,7 @@ class Backend(base.Backend):
         self._table_ready = bool(self.settings.query)
         self._down = False
         self._state_lock = threading.Lock()
+        self._table_lock = threading.Lock()
         if self.settings.query:
             self._stmt = text(self.settings.query)
         else:
@@ -419,6 +420,12 @@ class Backend(base.Backend):
             )
 
     def _ensure_table(self) -> None:
+        if self._table_ready:
+            return
+        with self._table_lock:  # one creator when the workers all find it missing
+            self._create_table()
+
+    def _create_table(self) -> None:
         if self._table_ready:
             return
         assert self.engine is not None
