@@ -82,8 +82,7 @@ def test_csv_import_with_bad_lines(server_url, reference_hashes, tmp_path):
         assert f"line {number}: " in report and what in report, number
     assert "user 'u7@example.com' already exists" in report
     assert "import: 50%" in report and "import: 100%" in report  # periodic lines (not a tty)
-    assert report.rstrip().endswith(f"imported 1999 user(s), skipped {skipped} in "
-                                    f"{report.rsplit(' in ', 1)[1].strip()}")
+    assert report.splitlines()[-1].startswith(f"imported 1999 user(s), skipped {skipped} in ")
     assert sum(1 for _ in store.users("example.com")) == 2000
     store.close()
     # the reference-tool hashes work, the existing user kept its password, the repeat lost
