@@ -73,6 +73,9 @@ class Audit:
                 pass
 
     def __call__(self, d: Decision) -> None:
+        to_syslog = self.options.syslog and (d.result != "ok" or self.verbose)
+        if self._file is None and not to_syslog:
+            return
         rec = record(d)
         if self._file is not None:
             try:
@@ -86,7 +89,7 @@ class Audit:
                     self._failing = True
                     log.error("audit: cannot write %s: %s (still answering requests)",
                               self.options.file, exc)
-        if self.options.syslog and (d.result != "ok" or self.verbose):
+        if to_syslog:
             level = syslog.LOG_INFO if d.result == "ok" else syslog.LOG_NOTICE
             syslog.syslog(level, "auth " + ("success" if d.result == "ok" else "failure") + ": "
                           + json.dumps(rec, ensure_ascii=False))

@@ -36,11 +36,28 @@ REPLY_TEMPFAIL = format_reply(
 )
 
 
-@dataclass(slots=True)
 class Peer:
-    pid: int = 0
-    uid: int = -1
-    gid: int = -1
+    """The connecting process (pid, uid, gid from SO_PEERCRED), read on first use only:
+    most decisions are never written anywhere, and asking the socket is not free."""
+
+    __slots__ = ("_fetch", "_creds")
+
+    def __init__(self, fetch: Callable[[], tuple[int, int, int]] | None = None):
+        self._fetch = fetch
+        self._creds: tuple[int, int, int] | None = None
+
+    def _get(self) -> tuple[int, int, int]:
+        if self._creds is None:
+            self._creds = self._fetch() if self._fetch else (0, -1, -1)
+        return self._creds
+
+    @property
+    def pid(self) -> int:
+        return self._get()[0]
+
+    @property
+    def uid(self) -> int:
+        return self._get()[1]
 
 
 @dataclass(slots=True)

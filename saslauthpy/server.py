@@ -38,13 +38,15 @@ _PEERCRED = struct.Struct("3i")
 
 
 def peer_of(transport: asyncio.BaseTransport) -> Peer:
-    sock = transport.get_extra_info("socket")
-    try:
-        pid, uid, gid = _PEERCRED.unpack(
-            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
-        return Peer(pid, uid, gid)
-    except (OSError, AttributeError):
-        return Peer()
+    def fetch() -> tuple[int, int, int]:
+        try:
+            sock = transport.get_extra_info("socket")
+            return _PEERCRED.unpack(
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+        except (OSError, AttributeError):
+            return (0, -1, -1)
+
+    return Peer(fetch)
 
 
 class Connection(asyncio.Protocol):

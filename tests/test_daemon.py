@@ -429,3 +429,16 @@ def test_status_over_the_control_socket(daemon_factory):
     res = d.admin("status")
     status = json.loads(res.stdout)
     assert status["ok"] and status["mechanisms"] == ["sql"] and status["cache"]["entries"] == 0
+
+
+def test_admin_imports_shadow_lines_into_a_realm(daemon):
+    from saslauthpy.passwords import hash_password
+
+    shadow = daemon.tmp / "shadow"
+    shadow.write_text(f"dora:{hash_password(b'dora-pw-1')}:19000:0:99999:7:::\n"
+                      "broken line without fields\n")
+    res = daemon.admin("user", "import", str(shadow), "--realm", "example.org", check=False)
+    assert res.returncode == 1  # one line was skipped, and said so with its number
+    assert "2" in res.stderr
+    assert daemon.ask("dora", "dora-pw-1", "smtp", "example.org") == "OK"
+    assert daemon.ask("dora", "dora-pw-1", "smtp").startswith("NO")

@@ -56,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
     lst.add_argument("--json", action="store_true")
     imp = user.add_parser("import", help="bulk-load CSV login,realm,hash or shadow-style lines")
     imp.add_argument("path")
+    imp.add_argument("--realm", default="", help="realm for shadow-style lines")
 
     sub.add_parser("init", help="create the store (e.g. the SQL users table)")
     sub.add_parser("check-config", help="load the configuration and open every backend")
@@ -162,7 +163,7 @@ def user_command(args: argparse.Namespace, config: configmod.Config) -> int:
         elif args.action == "import":
             from ..importer import run_import
 
-            imported, skipped = run_import(store, args.path)
+            imported, skipped = run_import(store, args.path, realm=args.realm)
             flush = control(config, {"cmd": "flush"})
             if flush is not None and not flush.get("ok"):
                 print("warning: the daemon did not flush its cache", file=sys.stderr)
