@@ -31,6 +31,7 @@ from .backends import backend_class
 from .backends.base import Backend, ConfigError
 from .cache import CredentialCache
 from .config import Config
+from .throttle import Throttle
 
 log = logging.getLogger("saslauthpy")
 
@@ -151,13 +152,13 @@ def build_backends(config: Config) -> list[Backend]:
     return backends
 
 
-def _optional(module: str, cls: str) -> Callable | None:
-    import importlib
-
+def _metrics(config: Config):
+    """The metrics listener, imported only when ``[metrics]`` asks for it."""
     try:
-        return getattr(importlib.import_module(f"saslauthpy.{module}"), cls)
-    except ImportError:
-        return None
+        from .metrics import Metrics
+    except ImportError as exc:
+        raise ConfigError(f"[metrics] needs {exc.name}: pip install 'saslauthpy[metrics]'")
+    return Metrics(config)
 
 
 def _cache_identity(config: Config) -> tuple:
@@ -193,11 +194,11 @@ class Server:
             else:
                 cache = CredentialCache(config.cache.max_entries, config.cache.ttl,
                                         config.cache.negative_ttl)
-        throttle = None
-        throttle_cls = _optional("throttle", "Throttle")
-        if throttle_cls is not None:
-            throttle = throttle_cls(config)
-            if not getattr(throttle, "enabled", True):
+        if old and old.throttle and old.config.section("throttle") == config.section("throttle"):
+            throttle = old.throttle  # a reload (logrotate's nightly HUP) keeps the penalties
+        else:
+            throttle = Throttle(config)
+            if not throttle.enabled:
                 throttle = None
         self.pool = pool
         return Authenticator(config, backends, pool, cache, throttle,
@@ -291,9 +292,8 @@ class Server:
         self._lock_pidfile()
         try:
             self.audit = Audit(self.config.audit, self.config.verbose)
-            metrics_cls = _optional("metrics", "Metrics")
-            if metrics_cls is not None and self.config.section("metrics"):
-                self.metrics = metrics_cls(self.config)
+            if self.config.section("metrics"):
+                self.metrics = _metrics(self.config)
             self.auth = self.build(self.config)
             self.listen = self._listen_socket()
         except BaseException:
