@@ -38,6 +38,7 @@ class Settings:
     idle: int = 1000
     memory_entries: int = 100_000
     profile: Path | None = None
+    processes: int = 1  # saslauthpy's [server] processes
 
 
 @dataclass
@@ -92,6 +93,9 @@ def each_daemon(s: Settings, scenario: str, title: str, mech: str, cache: bool,
         if config is None:
             d: Daemon = CSaslauthd(base, mech, s.threads, cache, mech_options)
         else:
+            if s.processes > 1:
+                config = {**config, "server": {**config.get("server", {}),
+                                               "processes": s.processes}}
             d = Saslauthpy(base, mech, s.threads, cache, mech_options, config, label)
         row = Row(scenario, title, label)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import syslog
 import time
 from typing import TextIO
@@ -26,10 +27,11 @@ _FACILITY = {
 }
 
 
-def record(d: Decision) -> dict:
+def record(d: Decision, pid: int = 0) -> dict:
     req = d.request
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+        "pid": pid,  # the daemon process that answered
         "login": req.login if req else None,
         "realm": req.realm if req else None,
         "service": req.service if req else None,
@@ -51,6 +53,7 @@ class Audit:
         self.verbose = verbose
         self._file: TextIO | None = None
         self._failing = False
+        self._pid = os.getpid()
         if options.syslog:
             syslog.openlog("saslauthpy", syslog.LOG_PID, _FACILITY[options.facility.lower()])
         self.reopen()
@@ -76,7 +79,7 @@ class Audit:
         to_syslog = self.options.syslog and (d.result != "ok" or self.verbose)
         if self._file is None and not to_syslog:
             return
-        rec = record(d)
+        rec = record(d, self._pid)
         if self._file is not None:
             try:
                 self._file.write(json.dumps(rec, ensure_ascii=False) + "\n")

@@ -2,35 +2,50 @@
 
 saslauthd keeps an unsalted MD5 of the password in a file.  We keep an
 HMAC-SHA256 (truncated to 16 bytes) under a random key made at start and held
-only in memory, so neither the cache nor a memory dump of one entry gives a
-password or a reusable digest.  Entries live ``ttl`` seconds (hits do not
-extend them, as in saslauthd), the table is bounded with LRU eviction, and an
-optional negative TTL remembers the last failed password of a key so that the
-same wrong guess repeated does not reach the backend again.
+only in memory, so neither the table nor a dump of it gives a password or a
+digest that could be tested offline.  Entries live ``ttl`` seconds (hits do not
+extend them, as in saslauthd).  An optional negative TTL remembers the last
+failed password of a key, so the same wrong guess repeated does not reach the
+backend again.
+
+The table is one fixed block of anonymous shared memory, like saslauthd's mmap
+but never on disk: created before the daemon forks its worker processes, it is
+shared by all of them, and its size does not grow with use (64 bytes an entry,
+100,000 entries in 6.4 MB, no per-entry Python objects).  It is set-associative:
+a key can live in one of ``WAYS`` slots of its set, and a full set evicts its
+least recently used entry.  Writers take no lock: every entry carries a keyed
+check over its contents, so an entry torn by two processes writing at once
+reads as empty, never as a wrong answer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import mmap
 import os
 import struct
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
-_ENTRY = struct.Struct("<16sd")  # fingerprint, expiry (monotonic seconds)
+WAYS = 8
+# key digest, password fingerprint, expiry, last use, login digest, check
+_ENTRY = struct.Struct("<16s16sdd8s8s")
+SIZE = _ENTRY.size  # 64
+_LAST_USED = struct.Struct("<d")
+_GOOD, _BAD = b"+", b"-"
 
 
 class CredentialCache:
     def __init__(self, max_entries: int, ttl: float, negative_ttl: float = 0.0,
                  clock: Callable[[], float] = time.monotonic):
-        self.max_entries = max_entries
         self.ttl = ttl
         self.negative_ttl = negative_ttl
-        self._clock = clock
+        self._clock = clock  # time.monotonic is the same clock in every process
         self._secret = os.urandom(32)
-        self._good: OrderedDict[str, bytes] = OrderedDict()
-        self._bad: OrderedDict[str, bytes] = OrderedDict()
+        self.sets = max(1, -(-max_entries // WAYS))
+        self.capacity = self.sets * WAYS
+        self._mm = mmap.mmap(-1, self.capacity * SIZE)  # anonymous, MAP_SHARED
         self.hits = self.misses = 0
 
     @staticmethod
@@ -42,68 +57,135 @@ class CredentialCache:
         msg = key.encode("utf-8", "surrogateescape") + b"\0" + password
         return hmac.digest(self._secret, msg, "sha256")[:16]
 
+    # -- internals ------------------------------------------------------------------
+
+    def _mac(self, data: bytes, size: int) -> bytes:
+        return hashlib.blake2b(data, key=self._secret, digest_size=size).digest()
+
+    def _digest(self, kind: bytes, key: str) -> bytes:
+        return self._mac(kind + key.encode("utf-8", "surrogateescape"), 16)
+
+    def _login_digest(self, login: str) -> bytes:
+        # Flushes are by user: "alice" also covers "alice@realm" (the -r form).
+        return self._mac(b"L" + login.split("@", 1)[0].encode("utf-8", "surrogateescape"), 8)
+
+    def _check(self, kd: bytes, fp: bytes, expires: float, ld: bytes) -> bytes:
+        return self._mac(kd + fp + struct.pack("<d", expires) + ld, 8)
+
+    def _find(self, kd: bytes) -> int:
+        """Offset of the slot holding digest ``kd`` in its set, or -1."""
+        start = (int.from_bytes(kd[:8], "little") % self.sets) * WAYS * SIZE
+        end = start + WAYS * SIZE
+        pos = self._mm.find(kd, start, end)
+        while pos != -1 and (pos - start) % SIZE:
+            pos = self._mm.find(kd, pos + 1, end)  # a match inside another field
+        return pos
+
+    def _read(self, off: int, kd: bytes, now: float) -> bytes | None:
+        """The fingerprint at ``off`` if the entry is whole and unexpired."""
+        got_kd, fp, expires, _, ld, check = _ENTRY.unpack_from(self._mm, off)
+        if got_kd != kd or expires <= now:
+            return None
+        if not hmac.compare_digest(check, self._check(kd, fp, expires, ld)):
+            return None  # torn by a concurrent write: treat as empty
+        return fp
+
+    def _get(self, kind: bytes, key: str, fp: bytes) -> bool:
+        kd = self._digest(kind, key)
+        off = self._find(kd)
+        if off < 0:
+            return False
+        now = self._clock()
+        stored = self._read(off, kd, now)
+        if stored is None or not hmac.compare_digest(stored, fp):
+            return False
+        _LAST_USED.pack_into(self._mm, off + 40, now)
+        return True
+
+    def _put(self, kind: bytes, key: str, fp: bytes, ttl: float) -> None:
+        kd = self._digest(kind, key)
+        now = self._clock()
+        off = self._find(kd)
+        if off < 0:
+            off = self._victim(kd, now)
+        login = key.split("\0", 1)[0]
+        ld = self._login_digest(login)
+        expires = now + ttl
+        _ENTRY.pack_into(self._mm, off, kd, fp, expires, now, ld,
+                         self._check(kd, fp, expires, ld))
+
+    def _victim(self, kd: bytes, now: float) -> int:
+        """An empty or expired slot of the set, else its least recently used one."""
+        start = (int.from_bytes(kd[:8], "little") % self.sets) * WAYS * SIZE
+        best, best_used = start, float("inf")
+        for off in range(start, start + WAYS * SIZE, SIZE):
+            got_kd, fp, expires, used, ld, check = _ENTRY.unpack_from(self._mm, off)
+            if expires <= now or check != self._check(got_kd, fp, expires, ld):
+                return off
+            if used < best_used:
+                best, best_used = off, used
+        return best
+
+    def _delete(self, kind: bytes, key: str) -> None:
+        off = self._find(self._digest(kind, key))
+        if off >= 0:
+            self._mm[off:off + SIZE] = bytes(SIZE)
+
+    # -- API --------------------------------------------------------------------------
+
     def lookup(self, key: str, fp: bytes) -> bool | None:
         """True: this password was good; False: it just failed; None: ask the backend."""
-        now = self._clock()
-        entry = self._good.get(key)
-        if entry is not None:
-            good_fp, expires = _ENTRY.unpack(entry)
-            if expires <= now:
-                del self._good[key]
-            elif hmac.compare_digest(good_fp, fp):
-                self._good.move_to_end(key)
-                self.hits += 1
-                return True
-        if self.negative_ttl:
-            entry = self._bad.get(key)
-            if entry is not None:
-                bad_fp, expires = _ENTRY.unpack(entry)
-                if expires <= now:
-                    del self._bad[key]
-                elif hmac.compare_digest(bad_fp, fp):
-                    self.hits += 1
-                    return False
+        if self._get(_GOOD, key, fp):
+            self.hits += 1
+            return True
+        if self.negative_ttl and self._get(_BAD, key, fp):
+            self.hits += 1
+            return False
         self.misses += 1
         return None
 
     def remember_good(self, key: str, fp: bytes) -> None:
-        self._store(self._good, key, fp, self.ttl, self.max_entries)
-        self._bad.pop(key, None)
+        self._put(_GOOD, key, fp, self.ttl)
+        if self.negative_ttl:
+            self._delete(_BAD, key)
 
     def remember_bad(self, key: str, fp: bytes) -> None:
         if self.negative_ttl:
-            self._store(self._bad, key, fp, self.negative_ttl, max(1, self.max_entries // 4))
-
-    def _store(self, table: OrderedDict[str, bytes], key: str, fp: bytes, ttl: float,
-               limit: int) -> None:
-        table[key] = _ENTRY.pack(fp, self._clock() + ttl)
-        table.move_to_end(key)
-        while len(table) > limit:
-            table.popitem(last=False)
+            self._put(_BAD, key, fp, self.negative_ttl)
 
     def flush(self, login: str | None = None, realm: str | None = None) -> int:
-        """Forget every entry, or those of one login (any service; any realm unless given).
+        """Forget every entry, or every entry of one user (any realm and service).
 
-        A login joined with its realm by ``-r`` (``alice@example.org``) is matched too.
+        ``realm`` is accepted for the admin command's sake; flushing by user alone
+        errs on the safe side (a user's entries in other realms go too).
         """
         if login is None:
-            n = len(self._good) + len(self._bad)
-            self._good.clear()
-            self._bad.clear()
+            n = len(self)
+            self._mm[:] = bytes(len(self._mm))
             return n
+        ld = self._login_digest(login)
         n = 0
-        for table in (self._good, self._bad):
-            for key in [k for k in table if _matches(k, login, realm)]:
-                del table[key]
+        pos = self._mm.find(ld)
+        while pos != -1:
+            off = pos - 48
+            if off >= 0 and off % SIZE == 0:
+                self._mm[off:off + SIZE] = bytes(SIZE)
+                n += 1
+            pos = self._mm.find(ld, pos + 1)
+        return n
+
+    def __bool__(self) -> bool:
+        return True  # a cache object is there even when empty (no len() scan in an `if`)
+
+    def __len__(self) -> int:
+        """Entries (positive and negative) that are whole and unexpired: a full scan."""
+        now = self._clock()
+        n = 0
+        for off in range(0, len(self._mm), SIZE):
+            kd, fp, expires, _, ld, check = _ENTRY.unpack_from(self._mm, off)
+            if expires > now and check == self._check(kd, fp, expires, ld):
                 n += 1
         return n
 
-    def __len__(self) -> int:
-        return len(self._good)
-
-
-def _matches(key: str, login: str, realm: str | None) -> bool:
-    k_login, k_realm, _ = key.split("\0", 2)
-    if realm is None:
-        return k_login == login or k_login.startswith(login + "@")
-    return (k_login == login and k_realm == realm) or k_login == f"{login}@{realm}"
+    def close(self) -> None:
+        self._mm.close()

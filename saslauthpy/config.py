@@ -36,6 +36,7 @@ class ServerOptions:
     read_timeout: float = 10.0  # seconds a client has to send its whole request
     max_connections: int = 4096  # beyond this the oldest unfinished connection is dropped
     shutdown_grace: float = 10.0  # seconds SIGTERM waits for requests in flight
+    processes: int = 1  # event-loop processes sharing the socket and the cache (0 = one per CPU)
     reveal_reasons: bool = False  # tell "unknown user" from "wrong password" in replies
 
 
@@ -242,6 +243,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError("[server] max_field: must be between 1 and 65535 bytes")
     if cfg.server.read_timeout <= 0:
         raise ConfigError("[server] read_timeout: must be positive seconds")
+    if cfg.server.processes == 0:
+        cfg.server.processes = os.cpu_count() or 1
+    if cfg.server.processes > 1 and cfg.sections.get("metrics"):
+        raise ConfigError("[metrics] needs [server] processes = 1: each process counts apart, "
+                          "and one listener cannot see the others' counters yet")
     if cfg.server.max_connections < 1:
         raise ConfigError("[server] max_connections: must be at least 1")
     if cfg.cache.max_entries < 1:

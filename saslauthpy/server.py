@@ -11,11 +11,7 @@ parts run in the worker pool.
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import grp
-import json
 import logging
-import os
 import signal
 import socket
 import struct
@@ -24,18 +20,21 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from . import protocol, systemd
+from . import control, protocol, systemd
 from .audit import Audit
 from .authenticator import Authenticator, Peer
 from .backends import backend_class
 from .backends.base import Backend, ConfigError
 from .cache import CredentialCache
 from .config import Config
+from .rundir import RunDir
 from .throttle import Throttle
 
 log = logging.getLogger("saslauthpy")
 
 _PEERCRED = struct.Struct("3i")
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+early_signals: list[int] = []
 
 
 def peer_of(transport: asyncio.BaseTransport) -> Peer:
@@ -161,39 +160,52 @@ def _metrics(config: Config):
     return Metrics(config)
 
 
-def _cache_identity(config: Config) -> tuple:
-    # A reload keeps the cache only if nothing that decides its answers changed.
-    return (repr(config.cache), config.mechanisms, config.mech_options, repr(config.sections),
-            config.realm_join)
+def _answers_identity(config: Config) -> tuple:
+    # What decides the answers: if it changes on reload, cached answers are stale.
+    return (config.mechanisms, config.mech_options, repr(config.sections), config.realm_join)
 
 
 class Server:
-    def __init__(self, config: Config, load_config: Callable[[], Config]):
+    """One process's event loop: accepts on the shared listening socket and answers.
+
+    ``control`` is the control socket when this is the daemon's only process; with
+    several processes the supervisor serves it and ``control`` is None.
+    """
+
+    def __init__(self, config: Config, load_config: Callable[[], Config],
+                 listen: socket.socket, cache: CredentialCache | None,
+                 control: socket.socket | None = None):
         self.config = config
         self.load_config = load_config
+        self.listen = listen
+        self.cache = cache
+        self.control_sock = control
         self.waiting: OrderedDict[Connection, None] = OrderedDict()
         self.tasks: set[asyncio.Task] = set()
         self.open_connections = 0
         self.metrics = None
-        self._pidfile: int | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._stopping: asyncio.Event | None = None
-        self._own_socket = True
 
     # -- pipeline -------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Open what depends on the configuration; raises ConfigError."""
+        self.audit = Audit(self.config.audit, self.config.verbose)
+        if self.config.section("metrics"):
+            self.metrics = _metrics(self.config)
+        self.auth = self.build(self.config)
 
     def build(self, config: Config, old: Authenticator | None = None) -> Authenticator:
         """Everything that depends on the configuration; raises ConfigError."""
         backends = build_backends(config)
         pool = self.pool if old and old.config.threads == config.threads else \
             ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="saslauthpy")
-        cache = None
-        if config.cache.enabled:
-            if old and old.cache and _cache_identity(old.config) == _cache_identity(config):
-                cache = old.cache
-            else:
-                cache = CredentialCache(config.cache.max_entries, config.cache.ttl,
-                                        config.cache.negative_ttl)
+        cache = self.cache
+        if old is not None and cache is not None:
+            cache.ttl, cache.negative_ttl = config.cache.ttl, config.cache.negative_ttl
+            if _answers_identity(old.config) != _answers_identity(config):
+                cache.flush()
         if old and old.throttle and old.config.section("throttle") == config.section("throttle"):
             throttle = old.throttle  # a reload (logrotate's nightly HUP) keeps the penalties
         else:
@@ -220,108 +232,33 @@ class Server:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    # -- files ----------------------------------------------------------------
-
-    def _prepare_run_dir(self) -> None:
-        cfg = self.config
-        if not os.path.isdir(cfg.run_dir):
-            os.makedirs(cfg.run_dir, mode=cfg.server.dir_mode, exist_ok=True)
-            os.chmod(cfg.run_dir, cfg.server.dir_mode)
-            self._chgrp(cfg.run_dir)
-
-    def _chgrp(self, path: str) -> None:
-        group = self.config.server.socket_group
-        if group:
-            try:
-                os.chown(path, -1, grp.getgrnam(group).gr_gid)
-            except KeyError:
-                raise ConfigError(f"[server] socket_group: no group named {group!r}")
-
-    def _lock_pidfile(self) -> None:
-        path = self.config.pid_path
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise ConfigError(
-                f"another instance is already running (pid file {path} is locked); "
-                "stop it first or use another -m directory"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._pidfile = fd
-
-    def _listen_socket(self) -> socket.socket:
-        passed = systemd.listen_socket()
-        if passed is not None:
-            self._own_socket = False
-            log.info("using the socket passed by the service manager")
-            return passed
-        path = self.config.socket_path
-        if os.path.lexists(path):
-            os.unlink(path)  # stale: we hold the pid lock, so nobody else serves it
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(path)
-        os.chmod(path, self.config.server.socket_mode)
-        self._chgrp(path)
-        sock.listen(1024)
-        sock.setblocking(False)
-        return sock
-
-    def _cleanup_files(self) -> None:
-        paths = [self.config.control_path]
-        if self._own_socket:
-            paths.append(self.config.socket_path)
-        if self._pidfile is not None:
-            paths.append(self.config.pid_path)
-        for path in paths:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-        if self._pidfile is not None:
-            os.close(self._pidfile)
-            self._pidfile = None
-
     # -- lifecycle ------------------------------------------------------------
 
-    def prepare(self) -> None:
-        """Everything that can fail because of the environment, before serving."""
-        self._prepare_run_dir()
-        self._lock_pidfile()
-        try:
-            self.audit = Audit(self.config.audit, self.config.verbose)
-            if self.config.section("metrics"):
-                self.metrics = _metrics(self.config)
-            self.auth = self.build(self.config)
-            self.listen = self._listen_socket()
-        except BaseException:
-            self._cleanup_files()
-            raise
-
-    async def serve(self) -> None:
+    async def serve(self, ready: Callable[[], None] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         try:
             self._servers.append(await self.loop.create_unix_server(
                 lambda: Connection(self), sock=self.listen, backlog=1024))
-            await self._start_control()
+            if self.control_sock is not None:
+                self._servers.append(await self.loop.create_unix_server(
+                    lambda: _ControlProtocol(self), sock=self.control_sock))
             if self.metrics is not None:
                 await self.metrics.start()
         except BaseException:
             for srv in self._servers:
                 srv.close()
-            self._cleanup_files()
             raise
-        for sig, handler in ((signal.SIGTERM, self.stop), (signal.SIGINT, self.stop),
-                             (signal.SIGHUP, lambda: self.spawn(self.reload()))):
+        handlers = {signal.SIGTERM: self.stop, signal.SIGINT: self.stop,
+                    signal.SIGHUP: lambda: self.spawn(self.reload())}
+        for sig, handler in handlers.items():
             self.loop.add_signal_handler(sig, handler)
         self.loop.add_signal_handler(signal.SIGPIPE, lambda: None)
-        log.info("listening on %s with mechanisms %s (%d workers, cache %s)",
-                 self.config.socket_path, ",".join(self.config.mechanisms), self.config.threads,
-                 "on" if self.config.cache.enabled else "off")
-        systemd.notify("READY=1\nSTATUS=serving")
+        for sig in early_signals:  # those that came while we were starting
+            handlers[sig]()
+        early_signals.clear()
+        if ready is not None:
+            ready()
         await self._stopping.wait()
         await self._shutdown()
 
@@ -343,8 +280,6 @@ class Server:
         self.auth.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.audit.close()
-        self._cleanup_files()
-        log.info("stopped")
 
     async def reload(self) -> None:
         log.info("SIGHUP: reloading the configuration")
@@ -353,6 +288,11 @@ class Server:
             for key in ("run_dir",):
                 if getattr(config, key) != getattr(self.config, key):
                     raise ConfigError(f"{key} cannot change on reload; restart the daemon")
+            if (config.cache.enabled, config.cache.max_entries, config.server.processes) != (
+                    self.config.cache.enabled, self.config.cache.max_entries,
+                    self.config.server.processes):
+                log.warning("the cache on/off, its size and [server] processes change only "
+                            "on restart")
             old = self.auth
             self.audit.options = config.audit
             self.audit.verbose = config.verbose
@@ -375,42 +315,17 @@ class Server:
         if old_pool is not self.pool:
             old_pool.shutdown(wait=False)
 
-    # -- control socket (saslauthpy-admin cache flush) -----------------------------
-
-    async def _start_control(self) -> None:
-        path = self.config.control_path
-        if os.path.lexists(path):
-            os.unlink(path)
-        old_umask = os.umask(0o177)
-        try:
-            self._servers.append(await self.loop.create_unix_server(
-                lambda: _ControlProtocol(self), path=path))
-        finally:
-            os.umask(old_umask)
-
-    def control(self, request: dict, peer: Peer) -> dict:
-        if peer.uid not in (0, os.getuid()):
-            return {"ok": False, "error": "permission denied"}
-        cmd = request.get("cmd")
-        cache = self.auth.cache
-        if cmd == "flush":
-            if cache is None:
-                return {"ok": True, "flushed": 0, "note": "the cache is off"}
-            n = cache.flush(request.get("login"), request.get("realm"))
-            log.info("cache flush %s: %d entries", request.get("login") or "(all)", n)
-            return {"ok": True, "flushed": n}
-        if cmd == "status":
-            return {
-                "ok": True, "pid": os.getpid(), "mechanisms": self.config.mechanisms,
-                "open_connections": self.open_connections, "in_flight": len(self.tasks),
-                "cache": None if cache is None else
-                {"entries": len(cache), "hits": cache.hits, "misses": cache.misses},
-            }
-        return {"ok": False, "error": f"unknown command {cmd!r}"}
+    def status(self) -> dict:
+        cache = self.cache
+        return {
+            "mechanisms": self.config.mechanisms, "processes": 1,
+            "open_connections": self.open_connections, "in_flight": len(self.tasks),
+            **({"cache_hits": cache.hits, "cache_misses": cache.misses} if cache else {}),
+        }
 
 
 class _ControlProtocol(asyncio.Protocol):
-    """One JSON line in, one JSON line out."""
+    """The control socket inside the single process's event loop."""
 
     def __init__(self, server: Server):
         self.server = server
@@ -427,27 +342,55 @@ class _ControlProtocol(asyncio.Protocol):
                 self.transport.close()
             return
         line = self.buf.split(b"\n", 1)[0]
-        try:
-            request = json.loads(line)
-            if not isinstance(request, dict):
-                raise ValueError("not an object")
-            reply = self.server.control(request, self.peer)
-        except ValueError as exc:
-            reply = {"ok": False, "error": f"bad request: {exc}"}
-        self.transport.write(json.dumps(reply).encode() + b"\n")
+        self.transport.write(control.reply(line, self.peer.uid, self.server.cache,
+                                           self.server.status))
         self.transport.close()
 
 
-def run(config: Config, load_config: Callable[[], Config], ready: Callable[[], None] | None = None
-        ) -> int:
-    server = Server(config, load_config)
-    server.prepare()
-    if ready is not None:
-        ready()
+def run_loop(coro) -> None:
+    """Run ``coro`` on uvloop when it is installed, else on asyncio's own loop."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(server.serve())
+        asyncio.run(coro)
     else:
-        uvloop.run(server.serve())
-    return 0
+        uvloop.run(coro)
+
+
+def make_cache(config: Config) -> CredentialCache | None:
+    if not config.cache.enabled:
+        return None
+    return CredentialCache(config.cache.max_entries, config.cache.ttl, config.cache.negative_ttl)
+
+
+def run(config: Config, load_config: Callable[[], Config],
+        ready: Callable[[], None] | None = None) -> int:
+    """Serve until SIGTERM: in this process, or in ``[server] processes`` forked workers."""
+    # A signal that comes before the loop's handlers are in place is kept for them.
+    for sig in SIGNALS:
+        signal.signal(sig, lambda signum, frame: early_signals.append(signum))
+    rundir = RunDir(config)
+    rundir.prepare()
+    try:
+        cache = make_cache(config)  # before any fork: the table is shared memory
+        if config.server.processes > 1:
+            from .supervisor import Supervisor
+
+            return Supervisor(config, load_config, rundir, cache).run(ready)
+        server = Server(config, load_config, rundir.listen, cache,
+                        control.listen(config.control_path))
+        server.prepare()
+
+        def started() -> None:
+            log.info("listening on %s with mechanisms %s (%d workers, cache %s)",
+                     config.socket_path, ",".join(config.mechanisms), config.threads,
+                     "on" if cache is not None else "off")
+            if ready is not None:
+                ready()
+            systemd.notify("READY=1\nSTATUS=serving")
+
+        run_loop(server.serve(started))
+        log.info("stopped")
+        return 0
+    finally:
+        rundir.cleanup()

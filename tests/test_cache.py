@@ -46,19 +46,61 @@ def test_fingerprints_are_keyed_per_process_and_per_user():
     assert b"secret" not in a.fingerprint(k, b"secret")
 
 
-def test_size_is_bounded_with_least_recently_used_eviction():
-    c, _ = make(max_entries=3)
-    fps = {}
-    for name in ("a", "b", "c"):
+def test_size_is_fixed_and_a_full_set_evicts_its_least_recently_used_entry():
+    c, clock = make(max_entries=8)  # one set of 8 ways
+    assert c.capacity == 8 and len(c._mm) == 8 * 64
+    entries = {}
+    for name in "abcdefgh":
+        clock.now += 1
         k = c.key(name, "", "")
-        fps[name] = (k, c.fingerprint(k, b"pw"))
-        c.remember_good(*fps[name])
-    assert c.lookup(*fps["a"]) is True  # a is now the most recent
-    k = c.key("d", "", "")
+        entries[name] = (k, c.fingerprint(k, b"pw"))
+        c.remember_good(*entries[name])
+    clock.now += 1
+    assert c.lookup(*entries["a"]) is True  # a is now the most recently used
+    clock.now += 1
+    k = c.key("i", "", "")
     c.remember_good(k, c.fingerprint(k, b"pw"))
-    assert len(c) == 3
-    assert c.lookup(*fps["b"]) is None
-    assert c.lookup(*fps["a"]) is True
+    assert len(c) == 8
+    assert c.lookup(*entries["b"]) is None  # b was the least recently used
+    assert c.lookup(*entries["a"]) is True
+    assert c.lookup(k, c.fingerprint(k, b"pw")) is True
+
+
+def test_many_entries_fit_the_fixed_table():
+    c, _ = make(max_entries=100_000)
+    assert len(c._mm) == c.capacity * 64 <= 6_500_000
+    for i in range(2000):
+        k = c.key(f"user{i}", "", "smtp")
+        c.remember_good(k, c.fingerprint(k, b"pw"))
+    found = sum(c.lookup(c.key(f"user{i}", "", "smtp"),
+                         c.fingerprint(c.key(f"user{i}", "", "smtp"), b"pw")) is True
+                for i in range(2000))
+    assert found == 2000  # 2,000 keys in 12,500 sets of 8: no set overflows
+
+
+def test_a_torn_entry_reads_as_a_miss_never_as_a_hit():
+    c, _ = make()
+    k = c.key("alice", "", "")
+    fp = c.fingerprint(k, b"secret")
+    c.remember_good(k, fp)
+    off = c._find(c._digest(b"+", k))
+    c._mm[off + 32:off + 40] = b"\xff" * 8  # expiry overwritten by another writer
+    assert c.lookup(k, fp) is None
+
+
+def test_the_table_is_shared_with_forked_worker_processes():
+    import os
+
+    c = CredentialCache(100, 60)
+    k = c.key("alice", "", "smtp")
+    pid = os.fork()
+    if pid == 0:  # a worker process learns a good password...
+        c.remember_good(k, c.fingerprint(k, b"secret"))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert c.lookup(k, c.fingerprint(k, b"secret")) is True  # ...and the parent sees it
+    assert c.flush("alice") == 1
+    assert c.lookup(k, c.fingerprint(k, b"secret")) is None
 
 
 def test_negative_ttl_remembers_the_failed_password_only():

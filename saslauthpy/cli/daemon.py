@@ -34,8 +34,8 @@ def _detach() -> tuple[int, int] | None:
     if os.fork():
         os.close(w)
         message = b""
-        while chunk := os.read(r, 4096):
-            message += chunk
+        while not message.startswith(b"ok") and (chunk := os.read(r, 4096)):
+            message += chunk  # (worker processes may hold the pipe open: no EOF to wait for)
         if message.startswith(b"ok"):
             os._exit(0)
         sys.stderr.write(message.decode(errors="replace"))

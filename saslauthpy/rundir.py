@@ -1,0 +1,98 @@
+"""The run directory: what a daemon holds once, however many processes serve it.
+
+``RUNDIR/mux`` (the listening socket, or the one systemd passed), the pid file
+``RUNDIR/saslauthd.pid`` locked against a second instance, and the control socket's
+path.  ``cleanup()`` removes what was created.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import grp
+import logging
+import os
+import socket
+
+from . import systemd
+from .backends.base import ConfigError
+from .config import Config
+
+log = logging.getLogger("saslauthpy")
+
+
+class RunDir:
+    def __init__(self, config: Config):
+        self.config = config
+        self._pidfile: int | None = None
+        self.own_socket = True
+        self.listen: socket.socket | None = None
+
+    def prepare(self) -> None:
+        """Create the directory, lock the pid file, open the listening socket."""
+        cfg = self.config
+        try:
+            if not os.path.isdir(cfg.run_dir):
+                os.makedirs(cfg.run_dir, mode=cfg.server.dir_mode, exist_ok=True)
+                os.chmod(cfg.run_dir, cfg.server.dir_mode)
+                self._chgrp(cfg.run_dir)
+            self._lock_pidfile()
+            self.listen = self._listen_socket()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _chgrp(self, path: str) -> None:
+        group = self.config.server.socket_group
+        if group:
+            try:
+                os.chown(path, -1, grp.getgrnam(group).gr_gid)
+            except KeyError:
+                raise ConfigError(f"[server] socket_group: no group named {group!r}")
+
+    def _lock_pidfile(self) -> None:
+        path = self.config.pid_path
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ConfigError(
+                f"another instance is already running (pid file {path} is locked); "
+                "stop it first or use another -m directory"
+            ) from None
+        os.set_inheritable(fd, False)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._pidfile = fd
+
+    def _listen_socket(self) -> socket.socket:
+        passed = systemd.listen_socket()
+        if passed is not None:
+            self.own_socket = False
+            log.info("using the socket passed by the service manager")
+            return passed
+        path = self.config.socket_path
+        if os.path.lexists(path):
+            os.unlink(path)  # stale: we hold the pid lock, so nobody else serves it
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        os.chmod(path, self.config.server.socket_mode)
+        self._chgrp(path)
+        sock.listen(1024)
+        sock.setblocking(False)
+        return sock
+
+    def cleanup(self) -> None:
+        paths = [self.config.control_path]
+        if self.own_socket and self.listen is not None:
+            paths.append(self.config.socket_path)
+        if self._pidfile is not None:
+            paths.append(self.config.pid_path)
+        for path in paths:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        if self._pidfile is not None:
+            os.close(self._pidfile)
+            self._pidfile = None

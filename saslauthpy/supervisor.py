@@ -1,0 +1,214 @@
+"""Several event-loop processes on one socket (``[server] processes = N``).
+
+One Python event loop answers cache hits at one core's speed; saslauthd's answer
+was five processes.  With ``processes > 1`` the daemon forks that many workers
+after opening the socket and the credential cache (shared memory), so every
+worker accepts on the same socket and sees every other worker's cached
+credentials.  Each worker builds its own backends, pool and audit handle.
+
+The supervisor itself runs no event loop and no threads: it waits for its
+workers' first word at start (a worker that cannot start makes the start fail
+with its message), restarts a worker that dies, passes SIGHUP on once the new
+configuration has parsed, stops them all on SIGTERM, and serves the control
+socket (flushes act on the shared cache directly).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import time
+from collections.abc import Callable
+
+from . import control, systemd
+from .backends.base import ConfigError
+from .cache import CredentialCache
+from .config import Config
+from .rundir import RunDir
+from .server import SIGNALS, Server, early_signals, run_loop
+
+log = logging.getLogger("saslauthpy")
+
+RESTART_BACKOFF = 1.0  # seconds before restarting a worker that died young
+
+
+class Supervisor:
+    def __init__(self, config: Config, load_config: Callable[[], Config], rundir: RunDir,
+                 cache: CredentialCache | None):
+        self.config = config
+        self.load_config = load_config
+        self.rundir = rundir
+        self.cache = cache
+        self.workers: dict[int, float] = {}  # pid -> start time
+        self.pending: list[int] = []
+        self.ctl: socket.socket | None = None
+
+    # -- the supervisor ---------------------------------------------------------------
+
+    def run(self, ready: Callable[[], None] | None = None) -> int:
+        for sig in SIGNALS:
+            signal.signal(sig, lambda signum, frame: self.pending.append(signum))
+        self.pending.extend(early_signals)
+        self.ctl = control.listen(self.config.control_path)
+        try:
+            for _ in range(self.config.server.processes):
+                self._spawn(wait=True)
+        except BaseException:
+            self._stop_all()
+            raise
+        log.info("listening on %s with mechanisms %s (%d processes x %d workers, cache %s)",
+                 self.config.socket_path, ",".join(self.config.mechanisms),
+                 self.config.server.processes, self.config.threads,
+                 "on" if self.cache is not None else "off")
+        if ready is not None:
+            ready()
+        systemd.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving")
+        while True:
+            while self.pending:
+                sig = self.pending.pop(0)
+                if sig == signal.SIGHUP:
+                    self._reload()
+                else:
+                    systemd.notify("STOPPING=1")
+                    self._stop_all()
+                    log.info("stopped")
+                    return 0
+            try:
+                readable, _, _ = select.select([self.ctl], [], [], 0.5)
+            except InterruptedError:
+                readable = []
+            if readable:
+                self._control()
+            self._reap()
+
+    def _reload(self) -> None:
+        try:
+            self.config = self.load_config()
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return
+        for pid in self.workers:
+            os.kill(pid, signal.SIGHUP)  # each worker reloads itself
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            started = self.workers.pop(pid, None)
+            if started is None:
+                continue
+            log.warning("worker %d exited (%s); starting another", pid,
+                        _describe(status))
+            if time.monotonic() - started < RESTART_BACKOFF:
+                time.sleep(RESTART_BACKOFF)
+            self._spawn(wait=False)
+
+    def _stop_all(self) -> None:
+        for pid in self.workers:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + self.config.server.shutdown_grace + 5
+        while self.workers and time.monotonic() < deadline:
+            for pid in list(self.workers):
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    done = pid
+                if done:
+                    del self.workers[pid]
+            time.sleep(0.02)
+        for pid in self.workers:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        self.workers.clear()
+        if self.ctl is not None:
+            self.ctl.close()
+
+    def _control(self) -> None:
+        conn, _ = self.ctl.accept()
+        with conn:
+            conn.settimeout(2)
+            try:
+                uid = struct.unpack("3i", conn.getsockopt(
+                    socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+                line = b""
+                while b"\n" not in line and len(line) < 4096:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    line += chunk
+                conn.sendall(control.reply(line.split(b"\n", 1)[0], uid, self.cache,
+                                           self.status))
+            except OSError as exc:
+                log.warning("control connection: %s", exc)
+
+    def status(self) -> dict:
+        return {"mechanisms": self.config.mechanisms,
+                "processes": self.config.server.processes, "workers": sorted(self.workers)}
+
+    # -- a worker ---------------------------------------------------------------------
+
+    def _spawn(self, wait: bool) -> None:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            self._worker(w)  # never returns
+        os.close(w)
+        self.workers[pid] = time.monotonic()
+        if wait:
+            with os.fdopen(r, "rb") as f:
+                word = f.read().decode(errors="replace")
+            if word != "ok":
+                raise ConfigError(word or f"worker {pid} died while starting")
+        else:
+            os.close(r)
+
+    def _worker(self, report: int) -> None:
+        code = 1
+        try:
+            self.ctl.close()
+            os.environ.pop("NOTIFY_SOCKET", None)  # only the supervisor talks to systemd
+            early_signals.clear()
+            for sig in SIGNALS:
+                signal.signal(sig, lambda signum, frame: early_signals.append(signum))
+            try:
+                server = Server(self.config, self.load_config, self.rundir.listen, self.cache)
+                server.prepare()
+            except Exception as exc:
+                _say(report, str(exc) if isinstance(exc, ConfigError) else repr(exc))
+                os._exit(1)
+
+            def ready() -> None:
+                _say(report, "ok")
+
+            run_loop(server.serve(ready))
+            code = 0
+        except BaseException:
+            log.exception("worker %d failed", os.getpid())
+        finally:
+            os._exit(code)
+
+
+def _say(fd: int, word: str) -> None:
+    try:
+        os.write(fd, word.encode())
+        os.close(fd)
+    except OSError:
+        pass  # nobody waits for it (a restarted worker)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status)}"

@@ -1,0 +1,87 @@
+"""Several worker processes on one socket ([server] processes = N): one shared cache,
+a dead worker replaced, SIGHUP passed on, SIGTERM stops them all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from harness import Daemon, python_env
+
+
+def workers(d) -> list[int]:
+    return json.loads(d.admin("status").stdout)["workers"]
+
+
+@pytest.fixture
+def pre(daemon_factory):
+    d = daemon_factory(args=["-c"], config={"server": {"processes": 2}})
+    d.admin("user", "add", "alice", password="alice-pw-1")
+    return d
+
+
+def test_workers_share_one_cache(pre):
+    assert len(workers(pre)) == 2
+    for _ in range(40):
+        assert pre.ask("alice", "alice-pw-1", "smtp") == "OK"
+    recs = pre.audit()
+    assert len({r["pid"] for r in recs}) == 2  # both workers answered...
+    assert [r["cache_hit"] for r in recs].count(False) == 1  # ...but only one asked SQL
+    res = pre.admin("cache", "flush", "alice")
+    assert "flushed 1 cache entries" in res.stdout
+    assert pre.ask("alice", "alice-pw-1", "smtp") == "OK"
+    assert pre.audit()[-1]["cache_hit"] is False
+
+
+def test_a_dead_worker_is_replaced(pre):
+    first = workers(pre)
+    os.kill(first[0], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        now = workers(pre)
+        if len(now) == 2 and first[0] not in now:
+            break
+        time.sleep(0.1)
+    assert len(now) == 2 and first[0] not in now
+    for _ in range(10):
+        assert pre.ask("alice", "alice-pw-1") == "OK"
+    assert "exited (killed by signal 9); starting another" in pre.stderr()
+
+
+def test_sighup_reaches_every_worker_and_sigterm_stops_them_all(pre):
+    pids = workers(pre)
+    pre.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while pre.stderr().count("configuration reloaded") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pre.stderr().count("configuration reloaded") == 2
+    assert pre.ask("alice", "alice-pw-1") == "OK"
+    assert pre.stop() == 0
+    assert not pre.mux.exists() and not (pre.run_dir / "saslauthd.pid").exists()
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_a_worker_that_cannot_start_fails_the_start(tmp_path):
+    d = Daemon(tmp_path, config={"server": {"processes": 2},
+                                 "sql": {"url": "postgresql+nosuchdriver://x/y"}})
+    res = subprocess.run([sys.executable, "-m", "saslauthpy", "-f", "--config",
+                          str(d.config_path)], capture_output=True, text=True,
+                         env=python_env(), timeout=60)
+    assert res.returncode == 1
+    assert "nosuchdriver" in res.stderr
+    assert not d.mux.exists()
+
+
+def test_metrics_need_a_single_process(tmp_path):
+    d = Daemon(tmp_path, config={"server": {"processes": 2},
+                                 "metrics": {"listen": "127.0.0.1:0"}})
+    res = subprocess.run([sys.executable, "-m", "saslauthpy", "-f", "--config",
+                          str(d.config_path)], capture_output=True, text=True,
+                         env=python_env(), timeout=60)
+    assert res.returncode == 1 and "[metrics] needs [server] processes = 1" in res.stderr
