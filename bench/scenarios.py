@@ -3,6 +3,7 @@ load generator invocation and returns rows of measurements (see ``Row``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -246,7 +247,11 @@ def scenario_6(s: Settings) -> list[Row]:
 # -- memory ---------------------------------------------------------------------------------
 
 def scenario_mem(s: Settings) -> list[Row]:
-    """RSS of saslauthpy holding N cache entries (one SQL user, N services: N keys)."""
+    """RSS of saslauthpy holding N cache entries (one SQL user, N services: N keys).
+
+    Measured with one process whatever --processes says: the target is one process's RSS.
+    """
+    s = dataclasses.replace(s, processes=1)
     import sqlite3
 
     db = s.tmp / "mem-users.db"
