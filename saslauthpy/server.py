@@ -50,7 +50,7 @@ def peer_of(transport: asyncio.BaseTransport) -> Peer:
 
 
 class Connection(asyncio.Protocol):
-    __slots__ = ("server", "transport", "buf", "timer", "done", "opened", "peer")
+    __slots__ = ("server", "transport", "buf", "done", "opened", "peer")
 
     def __init__(self, server: Server):
         self.server = server
@@ -67,14 +67,16 @@ class Connection(asyncio.Protocol):
         if len(server.waiting) > server.config.server.max_connections:
             oldest, _ = server.waiting.popitem(last=False)
             oldest._drop("dropped: too many open connections")
-        self.timer = server.loop.call_later(server.config.server.read_timeout, self._timeout)
         server.connection_opened()
+
+    def _finish(self) -> None:
+        """The request is in (or never will be): no more reading, no more deadline."""
+        self.done = True
+        self.server.waiting.pop(self, None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done:
-            self.done = True
-            self.timer.cancel()
-            self.server.waiting.pop(self, None)
+            self._finish()
         self.server.connection_closed()
 
     def eof_received(self) -> bool:
@@ -82,20 +84,12 @@ class Connection(asyncio.Protocol):
             if self.buf:
                 self._drop("truncated request")
             else:  # connect-and-close (a health check): nothing to record
-                self.done = True
-                self.timer.cancel()
-                self.server.waiting.pop(self, None)
+                self._finish()
                 self.transport.close()
         return False
 
-    def _timeout(self) -> None:
-        if not self.done:
-            self._drop("read timeout")
-
     def _drop(self, reason: str, reply: bytes | None = None) -> None:
-        self.done = True
-        self.timer.cancel()
-        self.server.waiting.pop(self, None)
+        self._finish()
         self.server.auth.malformed(reason, self.peer, self.opened)
         if reply:
             self.transport.write(reply)
@@ -113,9 +107,7 @@ class Connection(asyncio.Protocol):
         except protocol.Malformed as exc:
             self._drop(exc.reason, exc.reply)
             return
-        self.done = True
-        self.timer.cancel()
-        server.waiting.pop(self, None)
+        self._finish()
         self.buf = b""
         auth = server.auth
         started = time.monotonic()
@@ -257,10 +249,25 @@ class Server:
         for sig in early_signals:  # those that came while we were starting
             handlers[sig]()
         early_signals.clear()
+        sweeper = self.loop.create_task(self._sweep())
         if ready is not None:
             ready()
         await self._stopping.wait()
+        sweeper.cancel()
         await self._shutdown()
+
+    async def _sweep(self) -> None:
+        """Enforce the read deadline: ``waiting`` is in connection order, so only its
+        head can be overdue.  (One task instead of one timer per connection.)"""
+        while True:
+            timeout = self.config.server.read_timeout
+            await asyncio.sleep(min(1.0, timeout / 4))
+            limit = time.monotonic() - timeout
+            while self.waiting:
+                oldest = next(iter(self.waiting))
+                if oldest.opened > limit:
+                    break
+                oldest._drop("read timeout")
 
     def stop(self) -> None:
         if self._stopping is not None:
