@@ -89,35 +89,24 @@ class FairGate:
     def __init__(self, limit: int):
         self.limit = max(1, limit)
         self._sems: dict[str, asyncio.Semaphore] = {}
-        self._users: dict[str, int] = {}
+        self._users: dict[str, int] = {}  # requests holding or waiting for each key
 
-    def enter(self, key: str) -> _Slot:
-        return _Slot(self, key)
-
-
-class _Slot:
-    __slots__ = ("gate", "key")
-
-    def __init__(self, gate: FairGate, key: str):
-        self.gate, self.key = gate, key
-
-    async def __aenter__(self) -> None:
-        g = self.gate
-        sem = g._sems.get(self.key)
+    @contextlib.asynccontextmanager
+    async def enter(self, key: str):
+        sem = self._sems.get(key)
         if sem is None:
-            sem = g._sems[self.key] = asyncio.Semaphore(g.limit)
-        g._users[self.key] = g._users.get(self.key, 0) + 1
-        await sem.acquire()
-
-    async def __aexit__(self, *exc: object) -> None:
-        g = self.gate
-        g._sems[self.key].release()
-        left = g._users[self.key] - 1
-        if left:
-            g._users[self.key] = left
-        else:
-            del g._users[self.key]
-            del g._sems[self.key]
+            sem = self._sems[key] = asyncio.Semaphore(self.limit)
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with sem:
+                yield
+        finally:
+            left = self._users[key] - 1
+            if left:
+                self._users[key] = left
+            else:  # nobody else holds or waits: forget the key
+                del self._users[key]
+                del self._sems[key]
 
 
 class Authenticator:

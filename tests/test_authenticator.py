@@ -88,3 +88,22 @@ def test_a_cached_password_still_waits_out_a_penalty():
         pool.shutdown()
 
     asyncio.run(run())
+
+
+def test_one_user_cannot_hold_the_whole_pool():
+    async def run():
+        auth, backend, pool = make(threads=4)
+        auth.throttle = None  # no penalties: only the per-user gate is at work
+        t0 = time.monotonic()
+        same = [asyncio.ensure_future(auth.answer(Request("guess", b"x"), Peer(), t0))
+                for _ in range(8)]
+        await asyncio.sleep(0.3)
+        assert backend.running == 2  # threads // 2 for one login
+        clean = await asyncio.wait_for(auth.answer(Request("alice", b"pw"), Peer(), t0), 2)
+        assert clean.endswith(b"OK")
+        backend.release.set()
+        await asyncio.gather(*same)
+        assert auth.gate._users == {} and auth.gate._sems == {}  # nothing left behind
+        pool.shutdown()
+
+    asyncio.run(run())
