@@ -304,7 +304,8 @@ def _start_profile(s: Settings, d: Daemon) -> subprocess.Popen | None:
     spy = shutil.which("py-spy")
     if not spy or s.profile is None:
         return None
-    return subprocess.Popen([spy, "record", "--format", "raw", "-o", str(s.profile), "-r", "200",
+    return subprocess.Popen([spy, "record", "--subprocesses", "--format", "raw",
+                             "-o", str(s.profile), "-r", "200",
                              "-d", str(max(1, int(s.duration))), "-p", str(d.pid())],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
