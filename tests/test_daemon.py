@@ -442,3 +442,39 @@ def test_admin_imports_shadow_lines_into_a_realm(daemon):
     assert "2" in res.stderr
     assert daemon.ask("dora", "dora-pw-1", "smtp", "example.org") == "OK"
     assert daemon.ask("dora", "dora-pw-1", "smtp").startswith("NO")
+
+
+def test_admin_asks_for_the_password_twice_on_a_terminal(daemon):
+    import pty
+
+    def run_on_tty(answers: list[str]) -> str:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: saslauthpy-admin with the pty as its terminal
+            os.environ.update(python_env())
+            os.execv(sys.executable, [sys.executable, "-m", "saslauthpy.cli.admin", "--config",
+                                      str(daemon.config_path), "user", "add", "erin"])
+        out = b""
+        for answer in answers:
+            while b": " not in out.rsplit(b"\n", 1)[-1]:
+                out += os.read(fd, 1024)
+            os.write(fd, answer.encode() + b"\n")
+            out += os.read(fd, 1024)
+        while True:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.waitpid(pid, 0)
+        return out.decode(errors="replace")
+
+    out = run_on_tty(["erin-pw-1", "erin-pw-2"])
+    assert "Again (for verification)" in out and "passwords don't match" in out
+    assert daemon.ask("erin", "erin-pw-1").startswith("NO")
+    out = run_on_tty(["erin-pw-1", "erin-pw-1"])
+    assert "added erin" in out and "erin-pw-1" not in out  # no echo of the password
+    assert daemon.ask("erin", "erin-pw-1") == "OK"
+    listed = json.loads(daemon.admin("user", "list", "--json").stdout)
+    assert [u["login"] for u in listed] == ["erin"] and listed[0]["enabled"] is True

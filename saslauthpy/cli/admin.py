@@ -18,6 +18,7 @@ A change to a user flushes that user's cached credentials in the running daemon.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import json
 import os
@@ -154,8 +155,7 @@ def user_command(args: argparse.Namespace, config: configmod.Config) -> int:
         elif args.action == "list":
             users = list(store.users(args.realm))
             if args.json:
-                print(json.dumps([u.__dict__ if hasattr(u, "__dict__") else _user_dict(u)
-                                  for u in users], indent=2))
+                print(json.dumps([dataclasses.asdict(u) for u in users], indent=2))
             else:
                 for u in users:
                     print(f"{_name(u.login, u.realm)}{'' if u.enabled else '  (disabled)'}")
@@ -183,11 +183,6 @@ def user_command(args: argparse.Namespace, config: configmod.Config) -> int:
 
 def _name(login: str, realm: str) -> str:
     return f"{login}@{realm}" if realm else login
-
-
-def _user_dict(u) -> dict:
-    return {"login": u.login, "realm": u.realm, "enabled": u.enabled, "created": u.created,
-            "changed": u.changed}
 
 
 def main(argv: list[str] | None = None) -> int:
