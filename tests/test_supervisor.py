@@ -85,3 +85,41 @@ def test_metrics_need_a_single_process(tmp_path):
                           str(d.config_path)], capture_output=True, text=True,
                          env=python_env(), timeout=60)
     assert res.returncode == 1 and "[metrics] needs [server] processes = 1" in res.stderr
+
+
+def test_socket_activation_with_several_processes(tmp_path):
+    import socket
+
+    from harness import ask
+
+    d = Daemon(tmp_path, config={"server": {"processes": 2}})
+    d.run_dir.mkdir()
+    d.admin("user", "add", "alice", password="alice-pw-1")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "activated.sock"))
+    listener.listen(16)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(20)
+    env = {**python_env(), "LISTEN_FDS": "1", "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+    fd = listener.fileno()
+    code = (f"import os,sys; os.dup2({fd}, 3); os.environ['LISTEN_PID']=str(os.getpid()); "
+            "os.execv(sys.executable, [sys.executable, '-m', 'saslauthpy', '-f', '--config', "
+            f"{str(d.config_path)!r}])")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, pass_fds=(fd,),
+                            stderr=subprocess.DEVNULL)
+    try:
+        ready = notify.recv(256)
+        assert ready.startswith(b"READY=1") and f"MAINPID={proc.pid}".encode() in ready
+        for _ in range(10):
+            assert ask(tmp_path / "activated.sock", "alice", "alice-pw-1") == "OK"
+        assert not d.mux.exists()  # the passed socket served; none of our own was made
+        proc.send_signal(signal.SIGTERM)
+        assert notify.recv(256) == b"STOPPING=1"  # only the supervisor speaks to systemd
+        assert proc.wait(20) == 0
+        assert (tmp_path / "activated.sock").exists()  # systemd's socket is left alone
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        listener.close()
+        notify.close()
