@@ -12,6 +12,7 @@ Reusable by any test module (the ldap backend's tests, an OpenLDAP pass-through 
         server.stop()
 
     server.uri        # "ldap://127.0.0.1:PORT/"
+    server.ldapi_uri  # "ldapi://%2Ftmp%2F...%2Fldapi" (SASL EXTERNAL: root maps to cn=saslauthd)
     server.ldaps_uri  # "ldaps://127.0.0.1:PORT/" (only with a CA)
     server.stop(); server.start()          # same ports, same data: a server "coming back"
     server.set_password("uid=alice,...", "new")  # as the rootdn, with ldappasswd
@@ -19,7 +20,9 @@ Reusable by any test module (the ldap backend's tests, an OpenLDAP pass-through 
 
 The directory is ``backends/ldap/slapd.conf`` + ``backends/ldap/example.ldif`` (users,
 passwords and groups are listed in ``USERS`` below and in the LDIF's header).  It runs
-in the foreground (``-d 0``) under this test process, never touches the system slapd
+in the foreground (``-d 0``) under this test process, also listens on ``ldapi_uri``
+(a socket in its directory), accepts SASL binds (DIGEST-MD5, PLAIN over TLS, EXTERNAL:
+see the slapd.conf and tests/test_ldap_sasl.py), never touches the system slapd
 or /var/lib/ldap, and ``stop()`` kills only the process it started.
 """
 
@@ -31,6 +34,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "backends" / "ldap"
@@ -142,6 +146,10 @@ class Slapd:
         return f"ldap://127.0.0.1:{self.port}/"
 
     @property
+    def ldapi_uri(self) -> str:
+        return "ldapi://" + quote(str(self.dir / "ldapi"), safe="")
+
+    @property
     def ldaps_uri(self) -> str:
         if self.ldaps_port is None:
             raise RuntimeError("this slapd has no TLS: pass ca=TestCA(...)")
@@ -154,7 +162,7 @@ class Slapd:
     def start(self, timeout: float = 15.0) -> Slapd:
         if self.running:
             return self
-        urls = self.uri + (" " + self.ldaps_uri if self.ldaps_port else "")
+        urls = f"{self.uri} {self.ldapi_uri}" + (f" {self.ldaps_uri}" if self.ldaps_port else "")
         self._log = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [_need("slapd"), "-f", str(self.conf), "-h", urls, "-n", "saslauthpy-test-slapd",

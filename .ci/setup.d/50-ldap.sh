@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The ldap backend's tests: a private slapd (started by tests/ldap_server.py on loopback
 # ports from a temporary directory), the OpenLDAP client tools, openssl for the test CA,
-# and the C saslauthd/testsaslauthd to compare answers with.
+# the C saslauthd/testsaslauthd to compare answers with, and the SASL plugins (DIGEST-MD5,
+# PLAIN) that slapd needs for the SASL binds of tests/test_ldap_sasl.py.
 # The system slapd is not used: if the package's postinst started it, stop it again.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in slapd ldap-utils openssl sasl2-bin; do
+for pkg in slapd ldap-utils openssl sasl2-bin libsasl2-modules; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then

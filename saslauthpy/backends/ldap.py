@@ -428,6 +428,10 @@ class Broken(Exception):
     """The connection broke during an operation; the caller may retry on a new one."""
 
 
+class Unsendable(Exception):
+    """The password cannot be sent with the SASL mechanism (not UTF-8, SASLprep refuses)."""
+
+
 # ldap3 exceptions that mean "this connection is gone", not "this request is wrong"
 CONNECTION_ERRORS = (lx.LDAPCommunicationError, lx.LDAPResponseTimeoutError,
                      lx.LDAPStartTLSError, lx.LDAPCertificateError, lx.LDAPSocketOpenError,
@@ -435,6 +439,9 @@ CONNECTION_ERRORS = (lx.LDAPCommunicationError, lx.LDAPResponseTimeoutError,
 # result codes that mean "try again later" rather than "no": operationsError,
 # timeLimitExceeded, adminLimitExceeded, busy, unavailable, other
 TEMPORARY_CODES = {1, 3, 11, 51, 52, 80}
+# ... except on a bind: slapd answers "other" to a SASL name it cannot map or look up
+# ("unable to canonify user and get auxprops"), which is a refusal, not an outage.
+TEMPORARY_BIND_CODES = TEMPORARY_CODES - {80}
 
 RETRY_DOWN_SERVER_AFTER = 30.0  # seconds a failed server is tried last
 MAX_IDLE = 120.0  # seconds before an idle pooled connection is replaced (back to the first)
@@ -447,7 +454,7 @@ class Identity:
     dn: str = ""
     password: bytes = field(default=b"", repr=False)
     sasl_mech: str = ""
-    sasl_credentials: tuple[Any, ...] = field(default=(), repr=False)
+    sasl_credentials: Any = field(default=None, repr=False)  # what ldap3's mechanism takes
 
 
 class Directory:
@@ -512,7 +519,7 @@ class Directory:
                     code = conn.result.get("result") if conn.result else None
                     message = describe(conn)
                     close(conn)
-                    if code in TEMPORARY_CODES:
+                    if code in TEMPORARY_BIND_CODES:
                         raise Broken(message)
                     raise ServiceBindRefused(f"{uri}: the service bind was refused ({message})")
             except (Broken, *CONNECTION_ERRORS) as exc:
@@ -539,7 +546,9 @@ class Directory:
 
 
 def bind(conn: ldap3.Connection, identity: Identity) -> bool:
-    """(Re)bind ``conn``; the password is not kept on the connection afterwards."""
+    """(Re)bind ``conn``; the password is not kept on the connection afterwards.
+
+    Raises ``Unsendable`` when SASLprep refuses the password (nothing was sent)."""
     try:
         if identity.sasl_mech:
             conn.authentication = ldap3.SASL
@@ -553,6 +562,8 @@ def bind(conn: ldap3.Connection, identity: Identity) -> bool:
             conn.authentication = ldap3.ANONYMOUS
             conn.user, conn.password = None, None
         return bool(conn.bind(read_server_info=False))
+    except lx.LDAPSASLPrepError as exc:
+        raise Unsendable(f"the password cannot be sent with SASL {identity.sasl_mech} ({exc})")
     finally:
         conn.password = None
         conn.sasl_credentials = None
@@ -669,20 +680,29 @@ class Backend(base.Backend):
 
     def _service_identity(self) -> Identity:
         s = self.s
-        if s.use_sasl:
-            mech = SASL_MECHS[s.sasl_mech.lower()]
-            return Identity(sasl_mech=mech, sasl_credentials=self._sasl_credentials(
-                mech, s.sasl_id, s.password.encode(), s.sasl_authz_id))
-        return Identity(dn=s.bind_dn, password=s.password.encode())
+        password = s.password.encode("utf-8", "surrogateescape")
+        if not s.use_sasl:
+            return Identity(dn=s.bind_dn, password=password)
+        try:
+            return self._sasl_identity(s.sasl_id, password, s.sasl_authz_id)
+        except Unsendable as exc:
+            raise ConfigError(f"{s.source}: ldap_password: {exc}")
 
-    def _sasl_credentials(self, mech: str, user: str, password: bytes,
-                          authz: str) -> tuple[Any, ...]:
+    def _sasl_identity(self, user: str, password: bytes, authz: str) -> Identity:
+        """``ldap_mech`` with ldap3's credentials for it (``Unsendable``: not UTF-8)."""
+        mech = SASL_MECHS[self.s.sasl_mech.lower()]
+        if mech == ldap3.EXTERNAL:  # no password; the initial response is the authzid
+            # ("" = none; None would omit it and slapd would wait for another round)
+            return Identity(sasl_mech=mech, sasl_credentials=authz or "")
+        try:
+            text = password.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unsendable(f"the password is not UTF-8, which SASL {mech} requires")
         if mech == ldap3.DIGEST_MD5:
-            return (self.s.sasl_realm or None, user, password.decode("utf-8", "surrogateescape"),
-                    authz or None)
-        if mech == ldap3.PLAIN:
-            return (authz or "", user, password.decode("utf-8", "surrogateescape"))
-        return (authz,) if authz else ()
+            creds: tuple[Any, ...] = (self.s.sasl_realm or None, user, text, authz or None)
+        else:  # PLAIN
+            creds = (authz or "", user, text)
+        return Identity(sasl_mech=mech, sasl_credentials=creds)
 
     # -- lifecycle
 
@@ -693,6 +713,8 @@ class Backend(base.Backend):
         except ServiceBindRefused as exc:
             who = "SASL identity ldap_id" if self.s.use_sasl else "ldap_bind_dn"
             raise ConfigError(f"{self.s.source}: {exc}: check {who} and ldap_password")
+        except Unsendable as exc:
+            raise ConfigError(f"{self.s.source}: ldap_password: {exc}")
         except Unavailable as exc:
             text = str(exc)
             if "TLS certificate not trusted" in text:
@@ -725,6 +747,8 @@ class Backend(base.Backend):
             return self._check(login, password, request.service, realm)
         except NotFound as exc:
             return Answer(base.Result.UNKNOWN, exc.reason)
+        except Unsendable as exc:
+            return Answer(base.Result.FAIL, str(exc))
         except Unavailable as exc:
             return tempfail(str(exc))
         except ServiceBindRefused as exc:
@@ -748,7 +772,7 @@ class Backend(base.Backend):
                 answer = self._compare_password(found, password)
                 if answer is not OK:
                     return answer
-            elif not self._user_bind(Identity(dn=dn, password=password)):
+            elif not self._user_bind(Identity(dn=dn, password=password))[0]:
                 return FAIL
         if self.s.group_check and not self._in_group(login, service, realm, dn):
             return Answer(base.Result.FAIL, "not a member of the required group")
@@ -824,14 +848,19 @@ class Backend(base.Backend):
                 log.warning("ldap: %s: %s in %s", found.dn, exc, self.s.password_attr)
         return FAIL
 
-    def _user_bind(self, identity: Identity) -> bool:
-        def attempt(conn: ldap3.Connection) -> bool:
-            if bind(conn, identity):
-                return True
-            code = (conn.result or {}).get("result")
-            if conn.closed or code in TEMPORARY_CODES - {80} or code is None:
-                raise Broken(describe(conn))
-            return False  # invalidCredentials, invalidDNSyntax, unwillingToPerform ...
+    def _user_bind(self, identity: Identity, want_dn: bool = False) -> tuple[bool, str]:
+        """Bind as the user on a user connection: (accepted, the DN from *Who am I?* when
+        ``want_dn``, for a group check after a SASL bind)."""
+        def attempt(conn: ldap3.Connection) -> tuple[bool, str]:
+            if not bind(conn, identity):
+                code = (conn.result or {}).get("result")
+                if conn.closed or code in TEMPORARY_BIND_CODES or code is None:
+                    raise Broken(describe(conn))
+                return False, ""  # invalidCredentials, invalidDNSyntax, unwillingToPerform...
+            if not want_dn:
+                return True, ""
+            who = conn.extend.standard.who_am_i() or ""
+            return True, who[3:] if who.startswith("dn:") else ""
 
         return self._with(self.users, attempt)
 
@@ -840,26 +869,12 @@ class Backend(base.Backend):
         s = self.s
         if not s.use_sasl:
             dn = expand(s.filter, login, service, realm, "", escape_dn_value)
-            return dn, self._user_bind(Identity(dn=dn, password=password))
+            return dn, self._user_bind(Identity(dn=dn, password=password))[0]
+        # As lak.c: the SASL name is login@realm when the login has no realm of its own.
         user = login if ("@" in login or not realm) else f"{login}@{realm}"
-        mech = SASL_MECHS[s.sasl_mech.lower()]
-        identity = Identity(sasl_mech=mech, sasl_credentials=self._sasl_credentials(
-            mech, user, password, ""))
-        result: dict[str, str] = {}
-
-        def attempt(conn: ldap3.Connection) -> bool:
-            if not bind(conn, identity):
-                code = (conn.result or {}).get("result")
-                if conn.closed or code in TEMPORARY_CODES - {80} or code is None:
-                    raise Broken(describe(conn))
-                return False
-            if s.group_check:
-                who = conn.extend.standard.who_am_i() or ""
-                result["dn"] = who[3:] if who.startswith("dn:") else ""
-            return True
-
-        ok = self._with(self.users, attempt)
-        return result.get("dn", ""), ok
+        ok, dn = self._user_bind(self._sasl_identity(user, password, ""),
+                                 want_dn=s.group_check)
+        return dn, ok
 
     def _in_group(self, login: str, service: str, realm: str, dn: str) -> bool:
         s = self.s
