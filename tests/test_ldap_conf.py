@@ -8,7 +8,7 @@ from ldap3.utils.conv import escape_filter_chars
 
 from saslauthpy import saslauthd_conf
 from saslauthpy.backends.base import ConfigError
-from saslauthpy.backends.ldap import (
+from saslauthpy.backends.ldap_settings import (
     Settings,
     build_settings,
     escape_dn_value,
