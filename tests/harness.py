@@ -61,6 +61,18 @@ def python_env() -> dict[str, str]:
     return env
 
 
+def terminate(proc: subprocess.Popen, timeout: float = 15.0) -> int:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL; returns the exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 def ask(path: str | os.PathLike, login: str | bytes, password: str | bytes, service: str = "",
         realm: str = "", client_addr: str | None = None, timeout: float = 10.0) -> str:
     """One request over the socket with our own encoder; returns the reply text."""
@@ -188,12 +200,6 @@ class Daemon:
     def stop(self, timeout: float = 15.0) -> int:
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = terminate(self.proc, timeout)
         self._stderr.close()
-        return self.proc.returncode
+        return code
