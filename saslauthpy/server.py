@@ -189,8 +189,15 @@ class Server:
         self.auth = self.build(self.config)
 
     def build(self, config: Config, old: Authenticator | None = None) -> Authenticator:
-        """Everything that depends on the configuration; raises ConfigError."""
-        backends = build_backends(config)
+        """Everything that depends on the configuration; raises ConfigError and then
+        leaves the running pipeline (``old``) untouched."""
+        if old and old.throttle and old.config.section("throttle") == config.section("throttle"):
+            throttle = old.throttle  # a reload (logrotate's nightly HUP) keeps the penalties
+        else:
+            throttle = Throttle(config)
+            if not throttle.enabled:
+                throttle = None
+        backends = build_backends(config)  # the last step that can fail
         pool = self.pool if old and old.config.threads == config.threads else \
             ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="saslauthpy")
         cache = self.cache
@@ -198,12 +205,6 @@ class Server:
             cache.ttl, cache.negative_ttl = config.cache.ttl, config.cache.negative_ttl
             if _answers_identity(old.config) != _answers_identity(config):
                 cache.flush()
-        if old and old.throttle and old.config.section("throttle") == config.section("throttle"):
-            throttle = old.throttle  # a reload (logrotate's nightly HUP) keeps the penalties
-        else:
-            throttle = Throttle(config)
-            if not throttle.enabled:
-                throttle = None
         self.pool = pool
         return Authenticator(config, backends, pool, cache, throttle,
                              observers=[self.audit] + ([self.metrics.observe] if self.metrics

@@ -103,8 +103,8 @@ class Supervisor:
             if pid == 0:
                 return
             started = self.workers.pop(pid, None)
-            if started is None:
-                continue
+            if started is None or signal.SIGTERM in self.pending or signal.SIGINT in self.pending:
+                continue  # not ours, or we are about to stop anyway (Ctrl-C reaches everyone)
             log.warning("worker %d exited (%s); starting another", pid,
                         _describe(status))
             if time.monotonic() - started < RESTART_BACKOFF:
