@@ -20,6 +20,10 @@ from .config import Config
 log = logging.getLogger("saslauthpy")
 
 
+class AlreadyRunning(ConfigError):
+    """The pid file is locked by another instance (saslauthd exits 2 then, and so do we)."""
+
+
 class RunDir:
     def __init__(self, config: Config):
         self.config = config
@@ -56,7 +60,7 @@ class RunDir:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise ConfigError(
+            raise AlreadyRunning(
                 f"another instance is already running (pid file {path} is locked); "
                 "stop it first or use another -m directory"
             ) from None

@@ -9,6 +9,7 @@ import sys
 
 from .. import config as configmod
 from ..backends.base import ConfigError
+from ..rundir import AlreadyRunning
 
 
 def _setup_logging(foreground: bool, verbose: bool) -> None:
@@ -90,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
             os.close(pipe[0])
             os.dup2(pipe[1], 2)
 
+    status = 1
     try:
         return server.run(config, load, ready)
+    except AlreadyRunning as exc:
+        msg, status = f"saslauthpy: {exc}\n", 2
     except ConfigError as exc:
         msg = f"saslauthpy: {exc}\n"
     except OSError as exc:
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         os.write(pipe[0], msg.encode())
     else:
         log.error(msg.strip().removeprefix("saslauthpy: "))
-    return 1 if "another instance" not in msg else 2
+    return status
 
 
 if __name__ == "__main__":
