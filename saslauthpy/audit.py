@@ -3,7 +3,8 @@
 The file is opened in append mode and reopened on SIGHUP (logrotate).  A write
 that fails (full disk, removed directory) is reported once on the daemon's log
 and the daemon keeps answering; writing resumes when the disk has room again.
-Syslog gets saslauthd's kind of line: failures always, successes with -V.
+Syslog gets saslauthd's kind of line: failures always, successes with -V; in the
+foreground (-f, -d) those lines go to stderr instead, as saslauthd's do.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def record(d: Decision, pid: int = 0) -> dict:
 
 
 class Audit:
-    def __init__(self, options: AuditOptions, verbose: bool = False):
+    def __init__(self, options: AuditOptions, verbose: bool = False, foreground: bool = False):
         self.options = options
         self.verbose = verbose
+        self.foreground = foreground
         self._file: TextIO | None = None
         self._failing = False
         self._pid = os.getpid()
@@ -93,9 +95,13 @@ class Audit:
                     log.error("audit: cannot write %s: %s (still answering requests)",
                               self.options.file, exc)
         if to_syslog:
+            line = ("auth success: " if d.result == "ok" else "auth failure: ") + json.dumps(
+                rec, ensure_ascii=False)
+            if self.foreground:  # in the foreground saslauthd prints these on stderr
+                log.info("%s", line)
+                return
             level = syslog.LOG_INFO if d.result == "ok" else syslog.LOG_NOTICE
-            syslog.syslog(level, "auth " + ("success" if d.result == "ok" else "failure") + ": "
-                          + json.dumps(rec, ensure_ascii=False))
+            syslog.syslog(level, line)
 
     def close(self) -> None:
         if self._file is not None:

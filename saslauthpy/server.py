@@ -183,7 +183,7 @@ class Server:
 
     def prepare(self) -> None:
         """Open what depends on the configuration; raises ConfigError."""
-        self.audit = Audit(self.config.audit, self.config.verbose)
+        self.audit = Audit(self.config.audit, self.config.verbose, self.config.foreground)
         if self.config.section("metrics"):
             self.metrics = _metrics(self.config)
         self.auth = self.build(self.config)

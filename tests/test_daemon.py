@@ -478,3 +478,14 @@ def test_admin_asks_for_the_password_twice_on_a_terminal(daemon):
     assert daemon.ask("erin", "erin-pw-1") == "OK"
     listed = json.loads(daemon.admin("user", "list", "--json").stdout)
     assert [u["login"] for u in listed] == ["erin"] and listed[0]["enabled"] is True
+
+
+def test_in_the_foreground_failures_are_printed_like_saslauthds(daemon_factory):
+    d = daemon_factory(config={"audit": {"syslog": True}})
+    add(d, "alice", PASSWORDS[0])
+    assert d.ask("alice", "wrong-" + PASSWORDS[0], "smtp").startswith("NO")
+    assert d.ask("alice", PASSWORDS[0], "smtp") == "OK"
+    err = d.stderr()
+    assert "auth failure: " in err and '"login": "alice"' in err
+    assert "auth success" not in err  # successes only with -V
+    assert PASSWORDS[0] not in err
