@@ -10,6 +10,7 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,29 +23,28 @@ BASE = {"throttle": {"enabled": False}}
 
 @pytest.fixture
 def accounts():
-    acc = Accounts()
-    try:
+    with Accounts() as acc:
         yield acc
-    finally:
-        acc.remove()
 
 
 @pytest.fixture
 def service():
-    svc = PamService()
-    try:
+    with PamService() as svc:
         yield svc
-    finally:
-        svc.remove()
 
 
-def hanging_service(seconds: float) -> tuple[PamService, str]:
+@contextlib.contextmanager
+def hanging_service(seconds: float) -> Iterator[PamService]:
     """A PAM stack that hangs in pam_exec running ``sleep`` with a unique duration
-    (pam_exec's child calls setsid(), so it outlives a killed worker; the test then
-    ends exactly those processes by pid)."""
+    (pam_exec's child calls setsid(), so it outlives a killed worker; on the way out
+    exactly those processes are ended, by pid)."""
     duration = f"{seconds:.0f}.{secrets.randbelow(10**6):06d}"
-    return PamService(f"auth required pam_exec.so quiet /bin/sleep {duration}\n"
-                      "account required pam_permit.so\n"), duration
+    try:
+        with PamService(f"auth required pam_exec.so quiet /bin/sleep {duration}\n"
+                        "account required pam_permit.so\n") as svc:
+            yield svc
+    finally:
+        kill_sleepers(duration)
 
 
 def kill_sleepers(duration: str) -> None:
@@ -117,22 +117,18 @@ def test_fail_delay_does_not_hold_workers(daemon_factory, accounts, service):
 def test_rhost_from_client_address(daemon_factory, accounts, tmp_path):
     access = tmp_path / "access.conf"
     access.write_text("-:ALL:192.0.2.7\n+:ALL:ALL\n")
-    svc = PamService("auth required pam_unix.so\n"
-                     f"account required pam_access.so accessfile={access}\n"
-                     "account required pam_unix.so\n")
-    try:
+    with PamService("auth required pam_unix.so\n"
+                    f"account required pam_access.so accessfile={access}\n"
+                    "account required pam_unix.so\n") as svc:
         user = accounts.add(GOOD)
         d = daemon_factory(args=["-a", "pam"], config=BASE)
         assert d.ask(user, GOOD, svc.name, "", "198.51.100.1;4242") == "OK"
         assert d.ask(user, GOOD, svc.name, "", "192.0.2.7;4242").startswith("NO")
         assert d.ask(user, GOOD, svc.name) == "OK"  # no address: no PAM_RHOST
-    finally:
-        svc.remove()
 
 
 def test_hanging_module_times_out_and_daemon_keeps_serving(daemon_factory, accounts, service):
-    hang, duration = hanging_service(20)
-    try:
+    with hanging_service(20) as hang:
         user = accounts.add(GOOD)
         d = daemon_factory(args=["-a", "pam", "-n", "2"],
                            config={**BASE, "pam": {"timeout": 1.0}})
@@ -143,14 +139,10 @@ def test_hanging_module_times_out_and_daemon_keeps_serving(daemon_factory, accou
         # the stuck worker (and the sleep it forked) were killed; others still work
         assert d.ask(user, GOOD, service.name) == "OK"
         assert d.ask(user, GOOD, service.name) == "OK"
-    finally:
-        hang.remove()
-        kill_sleepers(duration)
 
 
 def test_crashed_worker_is_replaced(daemon_factory, accounts, service):
-    hang, duration = hanging_service(5)
-    try:
+    with hanging_service(5) as hang:
         user = accounts.add(GOOD)
         d = daemon_factory(args=["-a", "pam", "-n", "1"], config=BASE)
         result: list[str] = []
@@ -165,9 +157,6 @@ def test_crashed_worker_is_replaced(daemon_factory, accounts, service):
         t.join(15)
         assert result and result[0].startswith("NO")
         assert d.ask(user, GOOD, service.name) == "OK"
-    finally:
-        hang.remove()
-        kill_sleepers(duration)
 
 
 def test_workers_are_recycled(daemon_factory, accounts, service):

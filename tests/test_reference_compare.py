@@ -2,7 +2,8 @@
 daemons, same mechanism, same system files; both must answer the same OK/NO.
 
 Rows: good (SHA-512 and yescrypt), wrong, unknown, empty realm, other realm, expired
-account, expired password, locked, upper-case login (and for sasldb: realm rows; sasldb
+account, expired password, locked, a stored value that is not a crypt(3) hash,
+upper-case login (and for sasldb: realm rows; sasldb
 has no expiry or lock).  Each row also asserts the answer we expect.
 """
 
@@ -25,11 +26,8 @@ def verdict(reply: str) -> str:
 
 @pytest.fixture
 def accounts():
-    acc = Accounts()
-    try:
+    with Accounts() as acc:
         yield acc
-    finally:
-        acc.remove()
 
 
 def compare(c_mux, our_mux, rows) -> list[str]:
@@ -53,6 +51,10 @@ def system_rows(acc: Accounts, service: str, check_expiry: bool) -> list[tuple]:
     acc.expire_password(pw_expired)
     locked = acc.add(GOOD)
     acc.lock(locked)
+    not_crypt = acc.add(GOOD)
+    acc.set_hash(not_crypt, "NOLOGIN")  # no crypt(3) setting at all
+    plain = acc.add(GOOD)
+    acc.set_hash(plain, "{PLAIN}" + GOOD)  # a Dovecot scheme is not crypt(3) either
     no_if_expiry = "NO" if check_expiry else "OK"
     return [
         ("good sha512", good, GOOD, service, "", "OK"),
@@ -65,24 +67,23 @@ def system_rows(acc: Accounts, service: str, check_expiry: bool) -> list[tuple]:
         ("expired account, wrong", expired, "wrong-pw", service, "", "NO"),
         ("expired password", pw_expired, GOOD, service, "", no_if_expiry),
         ("locked", locked, GOOD, service, "", "NO"),
+        ("stored value not a crypt hash", not_crypt, GOOD, service, "", "NO"),
+        ("stored value {PLAIN}", plain, GOOD, service, "", "NO"),
         ("upper-case login", good.upper(), GOOD, service, "", "NO"),
     ]
 
 
-def start_both(tmp_path, daemon_factory, mech, config=None, sasldb=None):
+def assert_same_answers(tmp_path, daemon_factory, mech, rows, config=None, sasldb=None):
+    """Start both daemons on ``mech``, ask them every row, require no mismatch."""
     need("saslauthd")
-    c = CSaslauthd(tmp_path, mech, sasldb=sasldb)
     ours = daemon_factory(args=["-a", mech], config={**NO_THROTTLE, **(config or {})})
-    return c, ours
+    with CSaslauthd(tmp_path, mech, sasldb=sasldb) as c:
+        assert compare(c.mux, ours.mux, rows) == []
 
 
 def test_shadow_same_answers_as_c_saslauthd(tmp_path, daemon_factory, accounts):
     rows = system_rows(accounts, "smtp", check_expiry=True)
-    c, ours = start_both(tmp_path, daemon_factory, "shadow")
-    try:
-        assert compare(c.mux, ours.mux, rows) == []
-    finally:
-        c.stop()
+    assert_same_answers(tmp_path, daemon_factory, "shadow", rows)
 
 
 def test_getpwent_same_answers_as_c_saslauthd(tmp_path, daemon_factory, accounts):
@@ -93,28 +94,17 @@ def test_getpwent_same_answers_as_c_saslauthd(tmp_path, daemon_factory, accounts
     shadowed = accounts.add(GOOD)  # a normal shadowed account: pw_passwd is "x"
     rows.append(("shadowed account", shadowed, GOOD, "imap", "", "NO"))
     rows.append(("password 'x'", shadowed, "x", "imap", "", "NO"))
-    c, ours = start_both(tmp_path, daemon_factory, "getpwent")
-    try:
-        assert compare(c.mux, ours.mux, rows) == []
-    finally:
-        c.stop()
+    assert_same_answers(tmp_path, daemon_factory, "getpwent", rows)
 
 
 def test_pam_same_answers_as_c_saslauthd(tmp_path, daemon_factory, accounts):
-    service = PamService()
-    try:
+    with PamService() as service:
         rows = system_rows(accounts, service.name, check_expiry=True)
         good = rows[0][1]
         # an empty service uses the "other" stack for both (Debian: common-auth, pam_unix)
         rows.append(("empty service", good, GOOD, "", "", "OK"))
         rows.append(("empty service, wrong", good, "wrong-pw", "", "", "NO"))
-        c, ours = start_both(tmp_path, daemon_factory, "pam")
-        try:
-            assert compare(c.mux, ours.mux, rows) == []
-        finally:
-            c.stop()
-    finally:
-        service.remove()
+        assert_same_answers(tmp_path, daemon_factory, "pam", rows)
 
 
 def test_sasldb_same_answers_as_c_saslauthd(tmp_path, daemon_factory):
@@ -139,9 +129,5 @@ def test_sasldb_same_answers_as_c_saslauthd(tmp_path, daemon_factory):
         ("password prefix", "alice", "alice-p", "smtp", "", "NO"),
         ("empty service", "alice", "alice-pw", "", "", "OK"),
     ]
-    c, ours = start_both(tmp_path, daemon_factory, "sasldb",
-                         config={"sasldb": {"path": str(db)}}, sasldb=str(db))
-    try:
-        assert compare(c.mux, ours.mux, rows) == []
-    finally:
-        c.stop()
+    assert_same_answers(tmp_path, daemon_factory, "sasldb", rows,
+                        config={"sasldb": {"path": str(db)}}, sasldb=str(db))

@@ -1,5 +1,6 @@
 """Helpers (no tests) for the system-backend tests: real local accounts, a PAM service
-file, and the C saslauthd from sasl2-bin started on its own run directory."""
+file, and the C saslauthd from sasl2-bin started on its own run directory; each is a
+context manager that removes what it made (or stops what it started)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 from harness import ROOT
 
@@ -21,7 +23,20 @@ def run(*cmd: str, input: str | None = None) -> None:
     subprocess.run(cmd, input=input, text=True, check=True, capture_output=True)
 
 
-class Accounts:
+class Cleanup:
+    """``with X() as x:`` calls ``x.remove()`` on the way out."""
+
+    def remove(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+class Accounts(Cleanup):
     """Local accounts made with useradd/chpasswd; ``remove()`` deletes every one."""
 
     def __init__(self) -> None:
@@ -42,6 +57,10 @@ class Accounts:
 
     def lock(self, name: str) -> None:
         run("usermod", "-L", name)
+
+    def set_hash(self, name: str, stored: str) -> None:
+        """Put ``stored`` as it is into the user's shadow password field."""
+        run("usermod", "-p", stored, name)
 
     def hash_into_passwd(self, name: str) -> None:
         """Move the user's hash from /etc/shadow into /etc/passwd (a non-shadowed
@@ -65,7 +84,7 @@ class Accounts:
         self.names.clear()
 
 
-class PamService:
+class PamService(Cleanup):
     """/etc/pam.d/<unique> from backends/pam/saslauthpy (or ``text``); ``remove()`` after."""
 
     def __init__(self, text: str | None = None):
@@ -77,7 +96,7 @@ class PamService:
         self.path.unlink(missing_ok=True)
 
 
-class CSaslauthd:
+class CSaslauthd(Cleanup):
     """The reference daemon: ``saslauthd -a MECH -m DIR -n 5 -d`` in the foreground.
 
     saslauthd 2.1.28 reads sasldb only from its compiled-in /etc/sasldb2 (auth_sasldb.c
@@ -111,10 +130,10 @@ class CSaslauthd:
                     return
             except OSError:
                 time.sleep(0.05)
-        self.stop()
+        self.remove()
         raise RuntimeError(f"C saslauthd did not listen: {self.log.read_text()}")
 
-    def stop(self) -> None:
+    def remove(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)  # its own session: master + workers
             try:

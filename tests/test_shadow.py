@@ -16,11 +16,8 @@ GOOD = "Shadow-good-1"
 
 @pytest.fixture
 def accounts():
-    acc = Accounts()
-    try:
+    with Accounts() as acc:
         yield acc
-    finally:
-        acc.remove()
 
 
 def ask(backend, login, password=GOOD):
@@ -62,6 +59,18 @@ def test_expiry_rule_arithmetic():
     ends = shadow.ShadowEntry("u", "$6$x", lstchg=100, max=-1, expire=200)
     assert shadow.expiry_answer(ends, 200) is None
     assert shadow.expiry_answer(ends, 201).reason == "Account expired"
+
+
+def test_stored_values_that_are_not_crypt_hashes_fail(accounts):
+    """crypt(password, stored) == stored, as saslauthd: a value libxcrypt cannot use
+    (``NOLOGIN``) or a Dovecot scheme (``{PLAIN}``) is a NO, not an exception."""
+    for backend in (shadow.Backend(Config(), {}), getpwent.Backend(Config(), {})):
+        for stored in ("NOLOGIN", "LK", "$9$abc", "{PLAIN}" + GOOD):
+            user = accounts.add(GOOD)
+            accounts.set_hash(user, stored)
+            if backend.name == "getpwent":
+                accounts.hash_into_passwd(user)
+            assert ask(backend, user).result is Result.FAIL, stored
 
 
 def test_getpwent_reads_pw_passwd(accounts):

@@ -1,15 +1,18 @@
 """``-a getpwent``: the password field of the passwd database (``getpwnam``).
 
 Like saslauthd's ``auth_getpwent``: look the login up through NSS (so ``/etc/passwd``,
-LDAP/SSSD via nsswitch.conf ... all work) and compare ``crypt(password, pw_passwd)``.
-On a shadowed system ``pw_passwd`` is ``x`` and nothing ever matches; use ``-a shadow``.
-The realm is not used (saslauthd's ``-r`` folds it into the login before we see it).
+LDAP/SSSD via nsswitch.conf ... all work) and compare ``crypt(password, pw_passwd)`` with
+``pw_passwd``.  On a shadowed system ``pw_passwd`` is ``x`` and nothing ever matches;
+use ``-a shadow``.  The realm is not used (saslauthd's ``-r`` folds it into the login
+before we see it).
 """
 
 from __future__ import annotations
 
+import hmac
 import pwd
 
+from ..passwords import crypt
 from ..protocol import Request
 from . import base
 from .base import FAIL, OK, UNKNOWN, Answer
@@ -21,11 +24,13 @@ def is_locked(stored: str) -> bool:
 
 
 def crypt_matches(password: bytes, stored: str) -> bool:
+    """saslauthd's test, ``crypt(password, stored) == stored`` (libxcrypt, every crypt(3)
+    format), compared in constant time.  A value crypt(3) cannot use (``NOLOGIN``, a
+    ``{SCHEME}`` prefix) matches nothing."""
     if is_locked(stored):
         return False
-    from .. import passwords  # libxcrypt via ctypes (every crypt(3) format)
-
-    return passwords.verify(password, stored)
+    hashed = crypt(password, stored)
+    return hashed is not None and hmac.compare_digest(hashed.encode(), stored.encode())
 
 
 def lookup_passwd(login: str) -> pwd.struct_passwd | None:
