@@ -8,18 +8,26 @@ never read or written (only Debian's postfix-files list under meta_directory).
 
 Postfix's daemons drop to the ``postfix`` user, so ``base`` and the saslauthd
 socket's directory must be reachable by it: use ``world_dir()`` instead of
-pytest's private tmp_path.
+pytest's private tmp_path, and ``reachable_daemon()`` for the daemon.  The
+helpers here (``world_dir``, ``reachable_daemon``, ``wait_for_greeting``,
+``audit_for``) serve the other privilege-dropping servers too (Cyrus IMAP).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from harness import Daemon
 
 POSTFIX = "/usr/sbin/postfix"
 
@@ -35,6 +43,34 @@ def world_dir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     path.chmod(0o755)
     return path
+
+
+def reachable_daemon(path: Path, args: list[str] | None = None) -> Daemon:
+    """A started daemon whose run directory ``path`` (created 0755) unprivileged
+    clients such as Postfix's smtpd or Cyrus's imapd can traverse to the socket."""
+    path.mkdir(mode=0o755)
+    return Daemon(path, args=args).start()
+
+
+def audit_for(daemon: Daemon, login: str) -> list[dict[str, Any]]:
+    """The daemon's audit records for ``login``, oldest first."""
+    return [r for r in daemon.audit() if r.get("login") == login]
+
+
+def wait_for_greeting(port: int, greeting: bytes, timeout: float,
+                      gone: Callable[[], bool] = lambda: False) -> bool:
+    """True once a server on 127.0.0.1:``port`` greets with ``greeting``; False at the
+    deadline or as soon as ``gone()`` says the server died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not gone():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.settimeout(10)
+                if s.recv(512).startswith(greeting):
+                    return True
+        except OSError:
+            time.sleep(0.1)
+    return False
 
 
 MASTER_CF = """\
@@ -130,9 +166,8 @@ class PostfixServer:
         )
 
     def write(self) -> None:
-        for d in (self.config_dir, self.sasl_dir, self.data_dir):
+        for d in (self.sasl_dir, self.data_dir, self.queue_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self.queue_dir.mkdir(parents=True, exist_ok=True)
         (self.config_dir / "main.cf").write_text(self.main_cf())
         (self.config_dir / "master.cf").write_text(MASTER_CF.format(port=f"127.0.0.1:{self.port}"))
         (self.sasl_dir / f"{self.sasl_app}.conf").write_text(self.smtpd_conf())
@@ -148,20 +183,17 @@ class PostfixServer:
         return res
 
     def start(self, timeout: float = 30.0) -> PostfixServer:
+        """Start master and wait for smtpd's 220; if it never comes, stop master again
+        (a caller whose start raised never reaches its stop)."""
         self.write()
         self.postfix("check")
         self.postfix("start")
         self.running = True
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-                    s.settimeout(5)
-                    if s.recv(512).startswith(b"220"):
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"postfix did not answer on port {self.port}:\n{self.log()}")
+        if wait_for_greeting(self.port, b"220", timeout):
+            return self
+        log = self.log()
+        self.stop()
+        raise RuntimeError(f"postfix did not answer on port {self.port}:\n{log}")
 
     def master_pid(self) -> int | None:
         try:
@@ -176,10 +208,11 @@ class PostfixServer:
         self.postfix("stop", check=False)
         if pid:
             deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and _alive(pid):
+            while time.monotonic() < deadline and alive(pid):
                 time.sleep(0.1)
-            if _alive(pid):
-                os.kill(pid, 9)
+            if alive(pid):
+                with contextlib.suppress(ProcessLookupError):  # it may exit meanwhile
+                    os.kill(pid, signal.SIGKILL)
         self.running = False
 
     def log(self) -> str:
@@ -195,7 +228,7 @@ class PostfixServer:
         self.stop()
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

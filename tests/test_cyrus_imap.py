@@ -14,14 +14,12 @@ import imaplib
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from harness import Daemon
-from postfix_server import free_port, world_dir
+from harness import Daemon, terminate
+from postfix_server import audit_for, free_port, reachable_daemon, wait_for_greeting, world_dir
 
 MASTER = Path("/usr/lib/cyrus/bin/master")
 
@@ -62,31 +60,19 @@ class CyrusImap:
             [str(MASTER), "-C", str(self.conf), "-M", str(self.cyrus_conf),
              "-p", str(self.base / "run" / "master.pid"), "-D"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"cyrus master exited with {self.proc.returncode} "
-                                   "(it logs only to syslog)")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-                    s.settimeout(10)
-                    if s.recv(512).startswith(b"* OK"):
-                        return self
-            except OSError:
-                time.sleep(0.1)
+        if wait_for_greeting(self.port, b"* OK", timeout,
+                             gone=lambda: self.proc.poll() is not None):
+            return self
+        code = self.proc.poll()
         self.stop()
+        if code is not None:
+            raise RuntimeError(f"cyrus master exited with {code} (it logs only to syslog)")
         raise RuntimeError(f"cyrus imapd did not answer on port {self.port}")
 
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         # master's children (imapd) are in the session it leads: make sure none is left.
         for pid in _session_members(self.proc.pid):
             with contextlib.suppress(ProcessLookupError):
@@ -125,8 +111,7 @@ def base():
 
 @pytest.fixture(scope="module")
 def daemon(base):
-    (base / "sa").mkdir(mode=0o755)  # imapd runs as cyrus: the socket must be reachable
-    d = Daemon(base / "sa").start()
+    d = reachable_daemon(base / "sa")  # imapd runs as cyrus: the socket must be reachable
     d.admin("user", "add", "ivy", password="imap-ivy")
     d.admin("user", "add", "jon", "--realm", "example.net", password="imap-jon")
     yield d
@@ -144,7 +129,7 @@ def imap(base, daemon):
 
 
 def last(daemon: Daemon, login: str) -> dict:
-    return [r for r in daemon.audit() if r.get("login") == login][-1]
+    return audit_for(daemon, login)[-1]
 
 
 def test_login_with_the_right_password(imap, daemon):

@@ -3,10 +3,10 @@ systemd does it, man pages, tmpfiles.d, logrotate and the example configuration.
 
 from __future__ import annotations
 
+import grp
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +18,8 @@ import pytest
 from conftest import need
 
 from saslauthpy import config as configmod
+from saslauthpy import protocol
+from saslauthpy.cli import admin
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "packaging"
@@ -94,8 +96,6 @@ def test_daemon_man_page_documents_every_flag():
 
 
 def test_admin_man_page_documents_every_command():
-    from saslauthpy.cli import admin
-
     text = (PKG / "man" / "saslauthpy-admin.8").read_text().replace("\\-", "-")
     sub = next(a for a in admin.parser()._actions if a.dest == "command")
     for command in sub.choices:
@@ -174,7 +174,7 @@ def test_defaults_files_give_arguments_the_daemon_accepts(defaults):
     if parsed.config and not os.path.exists(parsed.config):
         parsed.config = None
     cfg = configmod.from_args(parsed)
-    assert cfg.mechanisms == [m for m in args[args.index("-a") + 1].split(",")]
+    assert cfg.mechanisms == args[args.index("-a") + 1].split(",")
     assert cfg.foreground
 
 
@@ -204,9 +204,10 @@ def test_wrapper_execs_the_daemon(tmp_path):
         # exec: the wrapper's pid is the daemon's (systemd's MAINPID gets the signals)
         assert int((run_dir / "saslauthd.pid").read_text()) == proc.pid
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0, proc.stderr.read()
+        code = harness.terminate(proc, 20)
+        err = proc.stderr.read()
         proc.stderr.close()
+    assert code == 0, err
 
 
 def wait_for_socket(path: Path, proc: subprocess.Popen, timeout: float = 20) -> None:
@@ -267,22 +268,18 @@ class Activator:
                "NOTIFY_SOCKET": str(self.notify_path)}
         self.proc = subprocess.Popen([sys.executable, "-c", ACTIVATE, str(self.config)],
                                      env=env, pass_fds=(self.listener.fileno(),),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return self.proc
 
     def message(self) -> str:
         return self.notify.recv(4096).decode()
 
     def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(20)
-        self.proc.stderr.close()
-        return code
+        return harness.terminate(self.proc, 20)
 
     def close(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc:
+            harness.terminate(self.proc)
         self.listener.close()
         self.notify.close()
 
@@ -320,8 +317,6 @@ def test_restart_keeps_the_socket_and_queued_clients(activator):
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.settimeout(30)
     client.connect(str(activator.path))  # nobody runs: the kernel queues it
-    from saslauthpy import protocol
-
     client.sendall(protocol.format_request("sam", "activated", "smtp", ""))
     activator.start()
     try:
@@ -344,8 +339,6 @@ def test_tmpfiles_creates_the_directories(tmp_path):
     res = subprocess.run([exe, f"--root={root}", "--create", str(PKG / "saslauthpy.tmpfiles")],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    import grp
-
     run = (root / "run" / "saslauthd").stat()
     assert oct(run.st_mode & 0o777) == "0o710"
     assert run.st_gid == grp.getgrnam("sasl").gr_gid

@@ -9,12 +9,12 @@ so relaying to an outside domain is allowed only after a successful AUTH.
 from __future__ import annotations
 
 import shutil
+import smtplib
 import subprocess
 
 import pytest
 from conftest import need
-from harness import Daemon
-from postfix_server import PostfixServer, world_dir
+from postfix_server import PostfixServer, alive, audit_for, reachable_daemon, world_dir
 
 OUTSIDE = "someone@outside.example"
 
@@ -44,12 +44,6 @@ def postfix(base, daemon):
     pf.stop()
 
 
-def reachable_daemon(path, args=None) -> Daemon:
-    """Postfix's smtpd runs as the postfix user: the run dir must be reachable by it."""
-    path.mkdir(mode=0o755)
-    return Daemon(path, args=args).start()
-
-
 def swaks(port: int, *args: str, to: str = OUTSIDE) -> subprocess.CompletedProcess:
     exe = need("swaks")
     cmd = [exe, "--server", "127.0.0.1", "--port", str(port), "--helo", "roaming.example",
@@ -59,10 +53,6 @@ def swaks(port: int, *args: str, to: str = OUTSIDE) -> subprocess.CompletedProce
 
 def auth(port: int, mech: str, user: str, password: str, *extra: str):
     return swaks(port, "--auth", mech, "--auth-user", user, "--auth-password", password, *extra)
-
-
-def audit_for(daemon: Daemon, login: str) -> list[dict]:
-    return [r for r in daemon.audit() if r.get("login") == login]
 
 
 def test_postfix_offers_plain_and_login(postfix):
@@ -120,8 +110,6 @@ def test_relay_denied_after_failed_auth(postfix):
     res = auth(postfix.port, "PLAIN", "alice", "nope", "--quit-after", "RCPT")
     assert "535 " in res.stdout
     # swaks stops at the failed AUTH; try the same session by hand with smtplib.
-    import smtplib
-
     with smtplib.SMTP("127.0.0.1", postfix.port, timeout=20) as s:
         s.ehlo("roaming.example")
         with pytest.raises(smtplib.SMTPAuthenticationError):
@@ -158,3 +146,18 @@ def test_realm_join_flag_with_postfix(base):
             ("example.org", "smtp", "ok"), ("example.org", "smtp", "fail")]
     finally:
         d.stop()
+
+
+def test_a_start_that_times_out_leaves_no_master(base, daemon):
+    """PostfixServer.start stops master when smtpd does not greet in time: a fixture or
+    ``with`` whose start raised never reaches its stop, so master would run on."""
+    need("postfix")
+    pf = PostfixServer(base / "pf-timeout", daemon.mux)
+    try:
+        with pytest.raises(RuntimeError, match="did not answer"):
+            pf.start(timeout=0)
+        assert pf.postfix("status", check=False).returncode != 0
+        pid = pf.master_pid()
+        assert pid is None or not alive(pid)
+    finally:
+        pf.stop()
