@@ -69,8 +69,7 @@ def test_admin_user_is_accepted_by_c_saslauthd_and_listed(tmp_path):
                                  "erin@" + HOST + ": userPassword"])
     out = admin(cfg, *sasldb, "user", "list").stdout
     assert "dave@example.org" in out and f"carol@{HOST}" in out
-    c = CSaslauthd(tmp_path, "sasldb", sasldb=str(db))
-    try:
+    with CSaslauthd(tmp_path, "sasldb", sasldb=str(db)) as c:
         ok = '0: OK "Success."'
         assert testsaslauthd(c.mux, "dave", "dave-pw", realm="example.org").stdout.strip() == ok
         assert testsaslauthd(c.mux, "erin", "erin-pw").stdout.strip() == ok
@@ -82,8 +81,6 @@ def test_admin_user_is_accepted_by_c_saslauthd_and_listed(tmp_path):
         admin(cfg, *sasldb, "user", "delete", "dave", "--realm", "example.org")
         assert "NO" in testsaslauthd(c.mux, "dave", "new-pw", realm="example.org").stdout
         assert all("dave" not in line for line in listed(db))
-    finally:
-        c.stop()
     res = admin(cfg, *sasldb, "user", "disable", "erin", check=False)
     assert res.returncode != 0 and "sasldb has no enabled/disabled flag" in res.stderr
     res = admin(cfg, *sasldb, "user", "add", "erin", password="x", check=False)
