@@ -6,6 +6,7 @@ cache (-c).  Each runs in its own run directory under the bench's temporary dire
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
@@ -71,23 +72,33 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
+def _proc_kb(path: str, key: str) -> int:
+    """The ``key:  N kB`` value of a /proc file (0 if the key is missing)."""
+    with open(path) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key):
                 return int(line.split()[1])
     return 0
 
 
+def _signal_alive(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):  # it may exit meanwhile
+                os.kill(pid, sig)
+
+
+def rss_kb(pid: int) -> int:
+    """Resident set of one process we started (raises if it is gone)."""
+    return _proc_kb(f"/proc/{pid}/status", "VmRSS:")
+
+
 def pss_kb(pid: int) -> int:
+    """Proportional set size; 0 for a child that exited meanwhile."""
     try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
+        return _proc_kb(f"/proc/{pid}/smaps_rollup", "Pss:")
     except OSError:
-        pass
-    return 0
+        return 0
 
 
 class Daemon:
@@ -165,18 +176,11 @@ class CSaslauthd(Daemon):
 
     def stop(self) -> None:
         tree = getattr(self, "_tree", [])
-        for pid in tree:
-            if _alive(pid):
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+        _signal_alive(tree, signal.SIGTERM)
         deadline = time.monotonic() + 5
         while any(_alive(p) for p in tree) and time.monotonic() < deadline:
             time.sleep(0.05)
-        for pid in tree:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        _signal_alive(tree, signal.SIGKILL)
 
 
 class Saslauthpy(Daemon):
@@ -207,7 +211,7 @@ class Saslauthpy(Daemon):
         if self.mech_options:
             cmd += ["-O", self.mech_options]
         env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         env.pop("NOTIFY_SOCKET", None)
         self._log = open(self.log, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=self._log, env=env,

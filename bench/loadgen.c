@@ -121,8 +121,9 @@ static int one_request(const unsigned char *req, size_t len) {
 static void *client_main(void *arg) {
     struct client *c = arg;
     struct group *g = c->g;
-    unsigned char req[4 * (FIELD_MAX + 2)];
     char login[FIELD_MAX + 32], password[FIELD_MAX + 32], service[FIELD_MAX + 32];
+    /* four counted fields; a %d may make the first three longer than FIELD_MAX */
+    unsigned char req[sizeof login + sizeof password + sizeof service + FIELD_MAX + 8];
     long counter = 0;
     long ok = 0, no = 0, err = 0, tmo = 0, mism = 0;
     size_t cap = 4096, n = 0;
@@ -347,7 +348,7 @@ int main(int argc, char **argv) {
     }
     return 0;
 usage:
-    fprintf(stderr, "usage: loadgen -s SOCKET -d SECONDS [-t TIMEOUT] [-i IDLE] "
+    fprintf(stderr, "usage: loadgen -s SOCKET -d SECONDS [-t TIMEOUT] [-i IDLE] [-1] "
                     "name,clients,OK|NO,login_fmt,nusers,password_fmt,service,realm ...\n");
     return 2;
 }

@@ -9,7 +9,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemons import CSaslauthd
 from scenarios import Row
+
+C_LABEL = CSaslauthd.label
 
 
 def machine() -> dict[str, str]:
@@ -60,12 +63,19 @@ def _fmt_ms(v: float) -> str:
     return f"{v:.2f} ms" if v < 10 else f"{v:.0f} ms"
 
 
+def _missing(row: Row | None) -> str | None:
+    """Why a row has no measurement (not run, or the error), None if it has one."""
+    if row is None:
+        return "not run"
+    if row.error:
+        return f"error: {row.error[:80]}"
+    return None
+
+
 def _latency(row: Row | None, name: str, timeout: float | None = None) -> tuple[str, float | None]:
     """'p50 / p99' of the expected-OK group, or why there is none."""
-    if row is None:
-        return "not run", None
-    if row.error:
-        return f"error: {row.error[:80]}", None
+    if (why := _missing(row)) is not None:
+        return why, None
     g = row.groups.get(name)
     if not g:
         return "no data", None
@@ -81,10 +91,8 @@ def _latency(row: Row | None, name: str, timeout: float | None = None) -> tuple[
 
 
 def _rps(row: Row | None, groups: list[str] | None = None) -> tuple[str, float | None]:
-    if row is None:
-        return "not run", None
-    if row.error:
-        return f"error: {row.error[:80]}", None
+    if (why := _missing(row)) is not None:
+        return why, None
     gs = [g for n, g in row.groups.items() if groups is None or n in groups]
     if not gs:
         return "no data", None
@@ -102,6 +110,9 @@ def summarise(rows: list[Row]) -> list[Line]:
         by.setdefault(r.scenario, {})[r.daemon] = r
     lines: list[Line] = []
 
+    def ours(rs: dict[str, Row]) -> list[tuple[str, Row]]:
+        return [(label, r) for label, r in rs.items() if label != C_LABEL]
+
     def ratio(ours: float | None, c: float | None) -> str:
         if ours is None or c is None or c == 0:
             return "—"
@@ -111,11 +122,8 @@ def summarise(rows: list[Row]) -> list[Line]:
         rs = by.get(sc)
         if not rs:
             return
-        c_row = rs.get("C saslauthd")
-        c_text, c_val = _rps(c_row)
-        for label, r in rs.items():
-            if label == "C saslauthd":
-                continue
+        c_text, c_val = _rps(rs.get(C_LABEL))
+        for label, r in ours(rs):
             o_text, o_val = _rps(r)
             met = "—" if o_val is None or c_val is None else (
                 "yes" if o_val / c_val >= target else "no")
@@ -125,11 +133,9 @@ def summarise(rows: list[Row]) -> list[Line]:
     add_throughput("1", "throughput", 1.0)
     rs = by.get("2")
     if rs:
-        c_text, _ = _latency(rs.get("C saslauthd"), "hits")
-        c_g = _g(rs.get("C saslauthd"), "hits")
-        for label, r in rs.items():
-            if label == "C saslauthd":
-                continue
+        c_text, _ = _latency(rs.get(C_LABEL), "hits")
+        c_g = _g(rs.get(C_LABEL), "hits")
+        for label, r in ours(rs):
             o_text, _ = _latency(r, "hits")
             o_g = _g(r, "hits")
             c50 = c_g["p50_ms"] if c_g and c_g["ok"] else None
@@ -143,10 +149,8 @@ def summarise(rows: list[Row]) -> list[Line]:
         if not rs:
             continue
         target = 100.0 if sc == "5" else 50.0
-        c_text, c_val = _latency(rs.get("C saslauthd"), "legit")
-        for label, r in rs.items():
-            if label == "C saslauthd":
-                continue
+        c_text, c_val = _latency(rs.get(C_LABEL), "legit")
+        for label, r in ours(rs):
             o_text, o_val = _latency(r, "legit")
             met = "—" if o_val is None else ("yes" if o_val <= target else "no")
             if o_val is None and r.groups.get("legit") is not None:
@@ -156,12 +160,10 @@ def summarise(rows: list[Row]) -> list[Line]:
     add_throughput("6", "throughput", 2.0)
     rs = by.get("mem")
     if rs:
-        c_row = rs.get("C saslauthd")
+        c_row = rs.get(C_LABEL)
         c_kb = c_row.extra.get("memory_kb") if c_row and not c_row.error else None
         c_text = f"{c_kb / 1024:.1f} MB (fixed mmap)" if c_kb else "—"
-        for label, r in rs.items():
-            if label == "C saslauthd":
-                continue
+        for label, r in ours(rs):
             kb = r.extra.get("memory_kb") if not r.error else None
             g = r.groups.get("fill")
             o_text = f"error: {r.error[:80]}" if r.error else f"{kb / 1024:.1f} MB RSS"
@@ -249,7 +251,7 @@ def _bars(ax, lines: list[Line], ylabel: str, log: bool, missing: str = "n/a") -
     w = 0.38
     values = [v for ln in lines for v in (ln.c_value, ln.ours_value) if v] or [1.0]
     bottom = min(values) / 2 if log else 0.0
-    for off, attr, name, color in ((-w / 2, "c_value", "C saslauthd", "#999999"),
+    for off, attr, name, color in ((-w / 2, "c_value", C_LABEL, "#999999"),
                                    (w / 2, "ours_value", "saslauthpy", "#2a7ab9")):
         vals = [getattr(ln, attr) for ln in lines]
         ax.bar([x + off for x in xs], [v if v else 0 for v in vals], w, label=name, color=color)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import json
 import sys
@@ -91,10 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                      memory_entries=args.memory_entries or (10_000 if args.quick else 100_000),
                      profile=tmp / "profile.raw" if args.profile else None)
         rows = []
-        accounts = Accounts(users) if NEEDS_ACCOUNTS & set(chosen) else None
-        if accounts:
-            accounts.__enter__()
-        try:
+        needs_accounts = bool(NEEDS_ACCOUNTS & set(chosen))
+        with Accounts(users) if needs_accounts else contextlib.nullcontext():
             for name in chosen:
                 print(f"== scenario {name}", file=sys.stderr, flush=True)
                 for row in SCENARIOS[name](s):
@@ -104,9 +103,6 @@ def main(argv: list[str] | None = None) -> int:
                         f"err, {g['rps']:.0f}/s p50 {g['p50_ms']:.2f} p99 {g['p99_ms']:.2f} ms"
                         for g in row.groups.values()) or str(row.extra)
                     print(f"   {row.daemon:22} {brief}", file=sys.stderr, flush=True)
-        finally:
-            if accounts:
-                accounts.__exit__(None, None, None)
         top = profile_top(s.profile) if s.profile and s.profile.exists() else None
         if top:
             print(top, file=sys.stderr)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -87,10 +89,10 @@ def each_daemon(s: Settings, scenario: str, title: str, mech: str, cache: bool,
                 ours: list[tuple[str, dict[str, Any]]] | None = None, mech_options: str = "",
                 with_c: bool = True):
     """Yield (row, daemon) for the C daemon then each of our configurations, started."""
-    variants: list[tuple[str, dict[str, Any] | None]] = [("C saslauthd", None)] if with_c else []
+    variants: list[tuple[str, dict[str, Any] | None]] = [(CSaslauthd.label, None)] if with_c else []
     variants += ours if ours is not None else [("saslauthpy", THROTTLE_OFF)]
     for label, config in variants:
-        base = s.tmp / f"s{scenario}-{len(label)}-{abs(hash(label)) % 10000}"
+        base = s.tmp / f"s{scenario}-{re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')}"
         if config is None:
             d: Daemon = CSaslauthd(base, mech, s.threads, cache, mech_options)
         else:
@@ -126,33 +128,33 @@ def _measure(rows: list[Row], gen, body) -> None:
 CACHE_USERS = 4  # "a few users" (fewer if fewer bench accounts exist)
 
 
-def scenario_1(s: Settings) -> list[Row]:
+def _cache_hits(s: Settings, scenario: str, clients: int, title: str,
+                profile: bool = False) -> list[Row]:
+    """``clients`` clients asking again and again for a few users already in the cache;
+    ``profile``: py-spy our daemon meanwhile (when --profile asked for it)."""
     rows: list[Row] = []
+    nusers = min(CACHE_USERS, s.users)
 
     def body(row: Row, d: Daemon) -> None:
-        warm(s, d, f"{ACCOUNT_PREFIX}%d", min(CACHE_USERS, s.users), ACCOUNT_PASSWORD)
-        prof = _start_profile(s, d) if s.profile and isinstance(d, Saslauthpy) else None
-        row.groups = run_loadgen(s, d, [group("hits", 8, "OK", f"{ACCOUNT_PREFIX}%d",
-                                              min(CACHE_USERS, s.users), ACCOUNT_PASSWORD)])
-        if prof is not None:
-            _finish_profile(s, prof)
+        warm(s, d, f"{ACCOUNT_PREFIX}%d", nusers, ACCOUNT_PASSWORD)
+        prof = _start_profile(s, d) if profile and isinstance(d, Saslauthpy) else None
+        try:
+            row.groups = run_loadgen(s, d, [group("hits", clients, "OK", f"{ACCOUNT_PREFIX}%d",
+                                                  nusers, ACCOUNT_PASSWORD)])
+        finally:
+            if prof is not None:
+                _finish_profile(s, prof)
 
-    _measure(rows, each_daemon(s, "1", "cache hits, 8 clients (shadow, -c)", "shadow", True),
-             body)
+    _measure(rows, each_daemon(s, scenario, title, "shadow", True), body)
     return rows
+
+
+def scenario_1(s: Settings) -> list[Row]:
+    return _cache_hits(s, "1", 8, "cache hits, 8 clients (shadow, -c)", profile=True)
 
 
 def scenario_2(s: Settings) -> list[Row]:
-    rows: list[Row] = []
-
-    def body(row: Row, d: Daemon) -> None:
-        warm(s, d, f"{ACCOUNT_PREFIX}%d", min(CACHE_USERS, s.users), ACCOUNT_PASSWORD)
-        row.groups = run_loadgen(s, d, [group("hits", 1, "OK", f"{ACCOUNT_PREFIX}%d",
-                                              min(CACHE_USERS, s.users), ACCOUNT_PASSWORD)])
-
-    _measure(rows, each_daemon(s, "2", "cache hits, 1 client: latency (shadow, -c)", "shadow",
-                               True), body)
-    return rows
+    return _cache_hits(s, "2", 1, "cache hits, 1 client: latency (shadow, -c)")
 
 
 # -- 3: uncached SHA-512 -------------------------------------------------------------------
@@ -282,11 +284,8 @@ def scenario_mem(s: Settings) -> list[Row]:
         row.extra["entries"] = n
 
     # The C daemon has no SQL; its memory is shown for scale with -a shadow -c.
-    for row, d in each_daemon(s, "mem", f"RSS with {n:,} cached entries", "shadow", True,
-                              with_c=True, ours=[]):
-        if d is not None:
-            body(row, d)
-        rows.append(row)
+    _measure(rows, each_daemon(s, "mem", f"RSS with {n:,} cached entries", "shadow", True,
+                               ours=[]), body)
     _measure(rows, each_daemon(s, "mem", f"RSS with {n:,} cached entries", "sql", True,
                                ours=[("saslauthpy", config)], with_c=False), body)
     return rows
@@ -299,8 +298,6 @@ SCENARIOS = {"1": scenario_1, "2": scenario_2, "3": scenario_3, "4": scenario_4,
 # -- profiling --------------------------------------------------------------------------------
 
 def _start_profile(s: Settings, d: Daemon) -> subprocess.Popen | None:
-    import shutil
-
     spy = shutil.which("py-spy")
     if not spy or s.profile is None:
         return None
