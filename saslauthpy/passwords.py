@@ -3,12 +3,13 @@
 ``verify(password, stored)`` understands
 
 * crypt(3) strings, bare or under ``{CRYPT}``/``{UNIX}`` (and Dovecot's ``{*-CRYPT}``
-  names): ``$y$ $gy$ $7$ $6$ $5$ $1$ $2b$ $2y$ $2a$`` and DES, through libxcrypt's
-  ``crypt_rn`` called with ctypes, which releases the GIL;
+  names): ``$y$ $gy$ $7$ $6$ $5$ $1$ $2b$ $2y$ $2a$ $2x$ $md5 $sha1$ $3$``, DES and BSDi,
+  through libxcrypt's ``crypt_rn`` called with ctypes, which releases the GIL (bcrypt
+  falls back to the bcrypt package where libxcrypt is missing);
 * Dovecot/LDAP ``{SCHEME}`` prefixes (case-insensitive), with Dovecot's ``.b64`` / ``.hex``
   encoding suffixes: digests (``{SHA} {SHA1} {SHA256} {SHA512} {MD5} {PLAIN-MD5} {LDAP-MD5}``),
   salted digests (``{SSHA} {SSHA256} {SSHA512} {SMD5}``), ``{PBKDF2}``, ``{ARGON2I}``,
-  ``{ARGON2ID}``, cleartext (``{PLAIN} {CLEARTEXT} {CLEAR}``);
+  ``{ARGON2}``, ``{ARGON2ID}``, cleartext (``{PLAIN} {CLEARTEXT} {CLEAR}``);
 * bare ``$argon2id$``/``$argon2i$`` (argon2-cffi).
 
 A stored value with no recognised scheme raises ``UnknownScheme`` unless the caller configured
@@ -58,43 +59,34 @@ class UnknownScheme(ValueError):
 
 _CRYPT_DATA_SIZE = 32768  # sizeof(struct crypt_data) in libxcrypt
 _GENSALT_OUTPUT_SIZE = 192  # CRYPT_GENSALT_OUTPUT_SIZE
-_lib_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_lib_loaded = False
 _tls = threading.local()
 
 
-def _libcrypt() -> ctypes.CDLL | None:
-    """libxcrypt, loaded once; None when it (or crypt_rn) is not there."""
-    global _lib, _lib_loaded
-    if _lib_loaded:
-        return _lib
-    with _lib_lock:
-        if not _lib_loaded:
-            lib = None
-            for name in ("libcrypt.so.1", ctypes.util.find_library("crypt")):
-                if not name:
-                    continue
-                try:
-                    cand = ctypes.CDLL(name)  # CDLL (not PyDLL): calls release the GIL
-                    fn = cand.crypt_rn
-                    gs = cand.crypt_gensalt_rn
-                except (OSError, AttributeError):
-                    continue
-                fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
-                fn.restype = ctypes.c_char_p
-                gs.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int,
-                               ctypes.c_char_p, ctypes.c_int]
-                gs.restype = ctypes.c_char_p
-                lib = cand
-                break
-            _lib = lib
-            _lib_loaded = True
-    return _lib
+def _load_libcrypt() -> ctypes.CDLL | None:
+    """libxcrypt with crypt_rn and crypt_gensalt_rn typed; None when it is not there."""
+    for name in ("libcrypt.so.1", ctypes.util.find_library("crypt")):
+        if not name:
+            continue
+        try:
+            lib = ctypes.CDLL(name)  # CDLL (not PyDLL): calls release the GIL
+            fn, gs = lib.crypt_rn, lib.crypt_gensalt_rn
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
+        fn.restype = ctypes.c_char_p
+        gs.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int,
+                       ctypes.c_char_p, ctypes.c_int]
+        gs.restype = ctypes.c_char_p
+        return lib
+    return None
+
+
+# Loaded once at import (DEFAULT_SCHEME below needs it anyway).
+_lib = _load_libcrypt()
 
 
 def crypt_available() -> bool:
-    return _libcrypt() is not None
+    return _lib is not None
 
 
 def crypt(password: bytes, setting: str) -> str | None:
@@ -103,7 +95,7 @@ def crypt(password: bytes, setting: str) -> str | None:
 
     Returns None when libxcrypt is missing, the setting is invalid or unsupported, or the
     password holds a NUL byte (C strings cannot carry it)."""
-    lib = _libcrypt()
+    lib = _lib
     if lib is None or b"\0" in password:
         return None
     try:
@@ -125,7 +117,7 @@ def crypt(password: bytes, setting: str) -> str | None:
 def gensalt(prefix: str, count: int = 0) -> str | None:
     """A new setting for ``prefix`` (``"$y$"``, ``"$6$"``, ``"$2b$"``...) from
     ``crypt_gensalt_rn`` with OS randomness; ``count`` 0 = the method's default cost."""
-    lib = _libcrypt()
+    lib = _lib
     if lib is None:
         return None
     out = ctypes.create_string_buffer(_GENSALT_OUTPUT_SIZE)
@@ -313,17 +305,30 @@ _SCHEMES: dict[str, _Checker] = {
 }
 
 _ENCODINGS = {"B64": "b64", "BASE64": "b64", "HEX": "hex"}
-_PREFIX_RE = re.compile(r"^\{([A-Za-z0-9_-]{1,32})(?:\.([A-Za-z0-9]{1,8}))?\}")
+_NAME = r"([A-Za-z0-9_-]{1,32})(?:\.([A-Za-z0-9]{1,8}))?"  # SCHEME or SCHEME.encoding
+_NAME_RE = re.compile(_NAME)
+_PREFIX_RE = re.compile(r"^\{" + _NAME + r"\}")
+
+
+def _lookup(name: str, suffix: str | None) -> tuple[_Checker, str | None] | None:
+    """The checker and encoding for a parsed ``NAME[.suffix]``; None when unknown."""
+    checker = _SCHEMES.get(name.upper())
+    enc = None if suffix is None else _ENCODINGS.get(suffix.upper())
+    if checker is None or (suffix is not None and enc is None):
+        return None
+    return checker, enc
+
+
+def _named(name: str) -> tuple[_Checker, str | None] | None:
+    """``_lookup`` for a scheme name as configured (braces optional, spaces ignored)."""
+    m = _NAME_RE.fullmatch(name.strip().strip("{}"))
+    return None if m is None else _lookup(m.group(1), m.group(2))
 
 
 def is_known_scheme(name: str) -> bool:
     """True for a scheme name usable as ``default_scheme`` (``"PLAIN"``, ``"SHA512-CRYPT"``,
     ``"PLAIN-MD5"``, ``"SSHA.hex"`` ...; case-insensitive, braces optional)."""
-    name = name.strip()
-    if name.startswith("{") and name.endswith("}"):
-        name = name[1:-1]
-    base, _, enc = name.partition(".")
-    return base.upper() in _SCHEMES and (not enc or enc.upper() in _ENCODINGS)
+    return _named(name) is not None
 
 
 def scheme_of(stored: str) -> str:
@@ -342,22 +347,6 @@ def scheme_of(stored: str) -> str:
     if _DES_RE.match(stored):
         return "DES"
     return ""
-
-
-def _split_prefixed(stored: str) -> tuple[_Checker, str, str | None] | None:
-    m = _PREFIX_RE.match(stored)
-    if m is None:
-        return None
-    name, suffix = m.group(1).upper(), m.group(2)
-    checker = _SCHEMES.get(name)
-    enc = None
-    if suffix is not None:
-        enc = _ENCODINGS.get(suffix.upper())
-        if enc is None:
-            checker = None
-    if checker is None:
-        raise UnknownScheme(m.group(0))
-    return checker, stored[m.end():], enc
 
 
 def verify(password: bytes, stored: str, default_scheme: str | None = None) -> bool:
@@ -379,10 +368,13 @@ def verify(password: bytes, stored: str, default_scheme: str | None = None) -> b
     if not stored or stored[0] in "!*":
         return False
     if stored.startswith("{"):
-        split = _split_prefixed(stored)
-        if split is not None:
-            checker, payload, enc = split
-            return checker(password, payload, enc)
+        m = _PREFIX_RE.match(stored)
+        if m is not None:
+            found = _lookup(m.group(1), m.group(2))
+            if found is None:
+                raise UnknownScheme(m.group(0))
+            checker, enc = found
+            return checker(password, stored[m.end():], enc)
     m = _CRYPT_ID_RE.match(stored)
     if m is not None:
         ident = m.group(1)
@@ -393,10 +385,12 @@ def verify(password: bytes, stored: str, default_scheme: str | None = None) -> b
         if default_scheme is None:
             raise UnknownScheme(f"${ident}$")
     if default_scheme is not None:
-        default = default_scheme.strip().strip("{}")
-        if not is_known_scheme(default):
-            raise UnknownScheme("{" + default + "}", "bad default scheme")
-        return verify(password, "{" + default + "}" + stored)
+        found = _named(default_scheme)
+        if found is None:
+            shown = default_scheme.strip().strip("{}")
+            raise UnknownScheme("{" + shown + "}", "bad default scheme")
+        checker, enc = found
+        return checker(password, stored, enc)
     if _DES_RE.match(stored) or _BSDI_RE.match(stored):
         return _verify_crypt(password, stored)
     raise UnknownScheme("")
@@ -422,7 +416,7 @@ def _hash_crypt(password: bytes, prefix: str, count: int = 0) -> str:
 
 
 def _hash_bcrypt(password: bytes, prefix: str = "$2b$") -> str:
-    if crypt_available() and b"\0" not in password:
+    if crypt_available():
         try:
             return _hash_crypt(password, prefix, BCRYPT_COST)
         except ValueError:

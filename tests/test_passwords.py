@@ -241,7 +241,6 @@ def test_without_libxcrypt_bcrypt_still_works(monkeypatch):
     dove = doveadm_pw("BLF-CRYPT")  # $2y$, made while libxcrypt is still there
     sha = run("openssl", "passwd", "-6", "-stdin", stdin=PW)
     monkeypatch.setattr(passwords, "_lib", None)
-    monkeypatch.setattr(passwords, "_lib_loaded", True)
     assert not passwords.crypt_available() and crypt(PWB, sha) is None
     assert passwords._yescrypt_works() is False  # so DEFAULT_SCHEME would be BCRYPT
     assert_verifies(dove)
@@ -309,6 +308,18 @@ def test_default_scheme_for_plain_values():
     assert passwords.is_known_scheme("ssha.hex") and not passwords.is_known_scheme("NOPE")
     with pytest.raises(UnknownScheme):
         verify(b"x", "hunter2", default_scheme="NOPE")
+
+
+@pytest.mark.parametrize("name", ["SSHA.", "{PLAIN.}", "PLAIN.rot", "PL AIN", ""])
+def test_a_default_scheme_is_known_exactly_when_verify_can_use_it(name):
+    """is_known_scheme (the config check) and verify (the login) agree: "SSHA." used to pass
+    the check and then make every login raise UnknownScheme."""
+    assert passwords.is_known_scheme(name) is False
+    with pytest.raises(UnknownScheme):
+        verify(b"hunter2", "hunter2", default_scheme=name)
+    for good in ("PLAIN", " {plain} ", "PLAIN.hex", "{Plain.B64}"):
+        assert passwords.is_known_scheme(good)
+        verify(b"hunter2", "hunter2", default_scheme=good)  # no UnknownScheme
 
 
 def test_locked_hashes_are_never_ok():
