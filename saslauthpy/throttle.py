@@ -42,10 +42,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .backends.base import ConfigError
+from .config import _fill
 
 if TYPE_CHECKING:
     from .config import Config
@@ -77,27 +78,9 @@ class ThrottleOptions:
 
 def parse_options(table: Mapping[str, Any]) -> ThrottleOptions:
     opts = ThrottleOptions()
-    known = {f.name: f for f in fields(opts)}
-    for key, value in table.items():
-        if key not in known:
-            raise ConfigError(
-                f"[throttle] unknown key {key!r}; known keys: {', '.join(sorted(known))}"
-            )
-        current = getattr(opts, key)
-        if isinstance(current, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"[throttle] {key}: expected true or false, got {value!r}")
-        elif isinstance(current, (int, float)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"[throttle] {key}: expected a number >= 0, got {value!r}")
-            value = type(current)(value)
-        elif isinstance(current, str):
-            if not isinstance(value, str):
-                raise ConfigError(f"[throttle] {key}: expected a string, got {value!r}")
-        elif isinstance(current, list):
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f'[throttle] {key}: expected a list like ["10.0.0.0/8"]')
-        setattr(opts, key, value)
+    _fill(opts, dict(table), "[throttle] ")
+    if not isinstance(opts.exempt, list) or not all(isinstance(v, str) for v in opts.exempt):
+        raise ConfigError('[throttle] exempt: expected a list like ["10.0.0.0/8"]')
     if opts.max_delay < opts.base_delay:
         raise ConfigError("[throttle] max_delay: must be at least base_delay")
     if opts.decay <= 0:
@@ -144,7 +127,7 @@ class Throttle:
         # The level at which the delay reaches the cap: levels never grow past it, so a long
         # attack does not leave a long tail of penalty after it stops.
         ratio = self.opts.max_delay / self.opts.base_delay if self.opts.base_delay > 0 else 1.0
-        self.max_level = max(1, math.ceil(math.log2(ratio)) + 1) if ratio > 1 else 1
+        self.max_level = math.ceil(math.log2(ratio)) + 1 if ratio > 1 else 1
         self._local: OrderedDict[str, Entry] = OrderedDict()
         self._redis: Any = None
         self._redis_down_until = 0.0
@@ -242,15 +225,20 @@ class Throttle:
             kfp = fp if key.startswith("u:") else _mix(fp, request.login, request.realm)
             self._fail(key, kfp, now)
 
+    # With Redis, every use of the table (Redis or the local fallback) runs on the one
+    # "throttle-redis" thread: the event loop never waits on Redis, and the local table is
+    # never touched by two threads at once.
+
     async def penalty_async(self, request: Request) -> float:
         """``penalty()`` without blocking the event loop on a Redis round trip."""
-        if self._executor is None or not self._redis_usable():
+        if self._executor is None:
             return self.penalty(request)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.penalty, request)
 
     async def record_async(self, request: Request, result: str, fingerprint: bytes) -> None:
-        if self._executor is None or not self._redis_usable():
+        """``record()`` without blocking the event loop on a Redis round trip."""
+        if self._executor is None:
             self.record(request, result, fingerprint)
             return
         loop = asyncio.get_running_loop()
@@ -290,7 +278,7 @@ class Throttle:
             self._local.pop(k, None)
         if self._redis_usable():
             try:
-                self._redis.delete(*(self.opts.redis_prefix + k for k in keys))
+                self._redis.delete(*map(self._rkey, keys))
             except Exception as exc:
                 self._redis_failed(exc)
 
@@ -314,40 +302,43 @@ class Throttle:
         fps = (entry.fps if entry is not None and level > 0 else [])[-(FINGERPRINTS_KEPT - 1):]
         return Entry(min(level + 1, self.max_level), now, [*fps, fp])
 
+    def _rkey(self, key: str) -> bytes:
+        # A login is any bytes the client sent (decoded with surrogateescape): encoding it
+        # strictly would fail, and count as Redis being down, for a non-UTF-8 login.
+        return (self.opts.redis_prefix + key).encode("utf-8", "surrogateescape")
+
     def _redis_load(self, keys: list[str]) -> list[Entry | None]:
         pipe = self._redis.pipeline(transaction=False)
         for k in keys:
-            pipe.hmget(self.opts.redis_prefix + k, "level", "last", "fps")
-        out: list[Entry | None] = []
-        for level, last, fps in pipe.execute():
-            if level is None or last is None:
-                out.append(None)
-            else:
-                out.append(Entry(int(level), float(last), (fps or b"").decode().split(",")))
-        return out
+            pipe.hmget(self._rkey(k), "level", "last", "fps")
+        return [_entry(*row) for row in pipe.execute()]
 
     def _redis_fail(self, key: str, fp: str, now: float) -> None:
-        rkey = self.opts.redis_prefix + key
+        from redis.exceptions import WatchError
+
+        rkey = self._rkey(key)
         # WATCH/MULTI so two hosts counting failures at once both count.
         with self._redis.pipeline() as pipe:
             for _ in range(5):
                 try:
                     pipe.watch(rkey)
-                    level, last, fps = pipe.hmget(rkey, "level", "last", "fps")
-                    entry = None
-                    if level is not None and last is not None:
-                        entry = Entry(int(level), float(last), (fps or b"").decode().split(","))
-                    new = self._bump(entry, fp, now)
+                    new = self._bump(_entry(*pipe.hmget(rkey, "level", "last", "fps")), fp, now)
                     pipe.multi()
                     pipe.hset(rkey, mapping={"level": new.level, "last": repr(new.last),
                                              "fps": ",".join(new.fps)})
                     pipe.expire(rkey, max(1, math.ceil(new.level * self.opts.decay)))
                     pipe.execute()
                     return
-                except Exception as exc:
-                    if type(exc).__name__ != "WatchError":
-                        raise
+                except WatchError:
+                    continue
         # Five lost races in a row: another host is counting this key; theirs will do.
+
+
+def _entry(level: bytes | None, last: bytes | None, fps: bytes | None) -> Entry | None:
+    """An entry from its Redis hash fields (None when the key is not there)."""
+    if level is None or last is None:
+        return None
+    return Entry(int(level), float(last), (fps or b"").decode().split(","))
 
 
 def _mix(fp: str, login: str, realm: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import threading
 import uuid
 
 import pytest
@@ -273,4 +274,57 @@ def test_async_variants_use_redis_off_the_event_loop(redis_prefix):
     t = make(clock, redis="redis://127.0.0.1:6379/0", redis_prefix=redis_prefix,
              redis_timeout=1.0)
     assert asyncio.run(_async_roundtrip(t)) == 1.0
+    t.close()
+
+
+def test_non_utf8_login_is_shared_through_redis(redis_prefix):
+    """A login is whatever bytes the client sent (decoded with surrogateescape).  It used to
+    fail to encode as a Redis key, which counted as Redis being down: the host fell back to
+    its local table for redis_retry seconds, for every user."""
+    clock = Clock()
+    opts = {"redis": "redis://127.0.0.1:6379/0", "redis_prefix": redis_prefix,
+            "redis_timeout": 1.0, "redis_retry": 60.0}
+    host_a = make(clock, **opts)
+    host_b = make(clock, **opts)
+    odd = req(b"m\xfcller".decode("utf-8", "surrogateescape"), "192.0.2.20;1")
+    fail(host_a, odd, "g1")
+    assert host_b.penalty(odd) == 1.0
+    assert host_a.tracked() == 0  # nothing fell back to the local table
+    fail(host_a, req("bob"), "g1")  # and Redis is still in use for everyone else
+    assert host_b.penalty(req("bob")) == 1.0
+    host_a.close()
+    host_b.close()
+
+
+class ThreadProbe(Throttle):
+    """Notes which threads touch the local table (it is not locked: one thread only)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.threads: set[str] = set()
+
+    def _load(self, keys):
+        self.threads.add(threading.current_thread().name)
+        return super()._load(keys)
+
+    def _fail(self, key, fp, now):
+        self.threads.add(threading.current_thread().name)
+        super()._fail(key, fp, now)
+
+
+def test_with_redis_down_the_table_is_still_used_from_one_thread():
+    """The async calls used to run on the event loop once Redis was marked down, while the
+    Redis thread could still be writing the same local table."""
+    import asyncio
+
+    async def run(t: Throttle) -> float:
+        r = req("erin")
+        for i in range(3):
+            await t.record_async(r, "fail", fp(f"g{i}"))
+        return await t.penalty_async(r)
+
+    t = ThreadProbe(options={"redis": "redis://127.0.0.1:1/0", "redis_timeout": 0.2,
+                             "redis_retry": 60.0}, clock=Clock())
+    assert asyncio.run(run(t)) == 4.0
+    assert {name.split("_")[0] for name in t.threads} == {"throttle-redis"}
     t.close()
