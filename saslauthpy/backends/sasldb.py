@@ -69,19 +69,18 @@ class Backend(base.Backend):
     def lookup(self, login: str, realm: str) -> bytes | None:
         """The stored cleartext password, or None; raises for a broken/missing file."""
         key = make_key(login, default_realm(realm))
-        last: Exception | None = None
-        for attempt in range(OPEN_RETRIES):
+        for attempt in range(1, OPEN_RETRIES):
             try:
-                fmt = detect(self.path)
-                with open_db(self.path, fmt) as db:
-                    return db.get(key)
+                return self._get(key)
             except (FileNotFoundError, PermissionError):
                 raise
-            except Exception as exc:  # noqa: BLE001 - libdb/gdbm errors on a half-written file
-                last = exc
-                time.sleep(0.01 * (attempt + 1))
-        assert last is not None
-        raise last
+            except Exception:  # noqa: BLE001 - libdb/gdbm errors on a half-written file
+                time.sleep(0.01 * attempt)
+        return self._get(key)  # the last try: its error is the answer
+
+    def _get(self, key: bytes) -> bytes | None:
+        with open_db(self.path, detect(self.path)) as db:
+            return db.get(key)
 
     def check(self, request: Request) -> Answer:
         try:
@@ -145,32 +144,34 @@ class Store(base.Store):
 
     # -- writing
     def add(self, login: str, realm: str, password: bytes) -> None:
-        key = make_key(login, default_realm(realm))
-
-        def change(db: DbFile) -> None:
-            if db.get(key) is not None:
-                raise UserExists(f"{login}@{default_realm(realm)} already exists")
-            db.put(key, password)
-
-        self._modify(change)
+        self._put(login, realm, password, new=True)
 
     def set_password(self, login: str, realm: str, password: bytes) -> None:
-        key = make_key(login, default_realm(realm))
+        self._put(login, realm, password, new=False)
+
+    def _put(self, login: str, realm: str, password: bytes, new: bool) -> None:
+        """Store the password of a user that must be ``new`` (or must exist)."""
+        realm = default_realm(realm)
+        key = make_key(login, realm)
 
         def change(db: DbFile) -> None:
-            if db.get(key) is None:
-                raise NoSuchUser(f"{login}@{default_realm(realm)} is not in {self.path}")
+            exists = db.get(key) is not None
+            if new and exists:
+                raise UserExists(f"{login}@{realm} already exists")
+            if not new and not exists:
+                raise NoSuchUser(f"{login}@{realm} is not in {self.path}")
             db.put(key, password)
 
         self._modify(change)
 
     def delete(self, login: str, realm: str) -> None:
-        prefix = make_key(login, default_realm(realm), b"")
+        realm = default_realm(realm)
+        prefix = make_key(login, realm, b"")
 
         def change(db: DbFile) -> None:
             keys = [k for k, _v in db.items() if k.startswith(prefix)]
             if not keys:
-                raise NoSuchUser(f"{login}@{default_realm(realm)} is not in {self.path}")
+                raise NoSuchUser(f"{login}@{realm} is not in {self.path}")
             for k in keys:  # every property: userPassword and any mechanism secrets
                 db.delete(k)
 
@@ -195,18 +196,19 @@ class Store(base.Store):
     def _modify(self, change: Callable[[DbFile], None]) -> None:
         with self._locked():
             fmt = self._format()
-            if fmt == "lmdb":
-                self._backup_copy()
-                with open_db(self.path, fmt, write=True) as db:
-                    change(db)
+            exists = fmt is not None
+            fmt = fmt or self.new_format
+            if fmt != "lmdb":
+                self._rewrite(fmt, exists, change)
                 return
-            self._rewrite(fmt or self.new_format, fmt is not None, change)
+            if exists and self.backup:
+                self._backup_copy()
+            # LMDB: written in place, its transactions keep readers safe
+            with open_db(self.path, fmt, write=True, create=not exists, mode=self.mode) as db:
+                change(db)
 
     def _rewrite(self, fmt: str, exists: bool, change: Callable[[DbFile], None]) -> None:
-        if fmt == "lmdb":  # a new LMDB file: transactions make it safe in place
-            with open_db(self.path, fmt, create=True, mode=self.mode) as db:
-                change(db)
-            return
+        """Berkeley DB / GDBM: write a copy with ``change`` made, rename it over the file."""
         tmp = f"{self.path}.tmp.{os.getpid()}"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -242,18 +244,21 @@ class Store(base.Store):
         os.replace(tmp, bak)
 
     def _backup_copy(self) -> None:
-        if not self.backup:
-            return
         from .sasldb_lmdb import environment
 
         bak = self.path + ".bak"
-        fd = os.open(bak + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        tmp = bak + ".tmp"
         try:
-            environment(self.path).copyfd(fd)  # a consistent snapshot, writers not blocked
-            os.fsync(fd)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                environment(self.path).copyfd(fd)  # a consistent snapshot, writers not blocked
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, bak)
         finally:
-            os.close(fd)
-        os.replace(bak + ".tmp", bak)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 def _fsync_path(path: str) -> None:

@@ -14,9 +14,12 @@ handle is shared between threads (ctypes releases the GIL during each libdb call
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
+import os
 from collections.abc import Iterator
 from types import SimpleNamespace
+
+from .sasldb_files import load_library
 
 DB_HASH = 2
 DB_CREATE = 0x1
@@ -58,32 +61,12 @@ def _bytes(d: _DBT) -> bytes:
     return ctypes.string_at(d.data, d.size) if d.size else b""
 
 
-_lib: SimpleNamespace | None = None
-
-
+@functools.cache
 def library() -> SimpleNamespace:
-    """Load libdb 5.3 once; raise BerkeleyError naming the package if it is missing."""
-    global _lib
-    if _lib is not None:
-        return _lib
-    names = list(LIBRARIES)
-    found = ctypes.util.find_library("db-5.3")
-    if found:
-        names.insert(0, found)
-    for name in names:
-        try:
-            lib = ctypes.CDLL(name)
-            getattr(lib, "__db_open_pp")  # noqa: B009 - libdb 5.x exports its method table
-            break
-        except (OSError, AttributeError):
-            continue
-    else:
-        raise BerkeleyError("Berkeley DB 5.3 (libdb-5.3.so) is not installed: "
-                            "apt-get install libdb5.3")
+    """libdb 5.3, loaded once; BerkeleyError naming the package if it is missing."""
     vp, u32, i = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int
     p_dbt = ctypes.POINTER(_DBT)
-    # our name -> (libdb symbol, argument types, result type)
-    sig = {
+    return load_library("db-5.3", LIBRARIES, {
         "create": ("db_create", [ctypes.POINTER(vp), vp, u32], i),
         "open": ("__db_open_pp", [vp, vp, ctypes.c_char_p, ctypes.c_char_p, i, u32, i], i),
         "get": ("__db_get_pp", [vp, vp, p_dbt, p_dbt, u32], i),
@@ -94,14 +77,8 @@ def library() -> SimpleNamespace:
         "cursor_close": ("__dbc_close_pp", [vp], i),
         "close": ("__db_close_pp", [vp, u32], i),
         "strerror": ("db_strerror", [i], ctypes.c_char_p),
-    }
-    api = SimpleNamespace()
-    for ours, (symbol, args, res) in sig.items():
-        fn = getattr(lib, symbol)
-        fn.argtypes, fn.restype = args, res
-        setattr(api, ours, fn)
-    _lib = api
-    return api
+    }, BerkeleyError("Berkeley DB 5.3 (libdb-5.3.so) is not installed: "
+                     "apt-get install libdb5.3"))
 
 
 def _error(what: str, path: str, rc: int) -> BerkeleyError:
@@ -125,8 +102,6 @@ class BerkeleyFile:
             lib.close(self._db, 0)  # a DB handle must be closed even if open failed
             self._db = ctypes.c_void_p()
             if rc > 0:
-                import os
-
                 raise OSError(rc, os.strerror(rc), path)
             raise _error("cannot open Berkeley DB", path, rc)
 

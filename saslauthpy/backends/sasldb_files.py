@@ -8,9 +8,12 @@ Each in either byte order (a file made on another architecture).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Iterator, Mapping
+from types import SimpleNamespace
+from typing import Any, Protocol
 
 FORMATS = ("berkeley", "gdbm", "lmdb")
 BDB_HASH_MAGIC = 0x061561
@@ -96,7 +99,30 @@ def parse_key(key: bytes) -> tuple[str, str, str] | None:
     return login, realm, prop
 
 
-def path_from(options: dict | object, mech_options: str) -> str:
+def path_from(options: Mapping[str, Any], mech_options: str) -> str:
     """The [sasldb] ``path``, else -O, else /etc/sasldb2 (saslpasswd2's default)."""
-    path = options.get("path") if hasattr(options, "get") else None  # type: ignore[union-attr]
-    return os.fspath(path or mech_options or "/etc/sasldb2")
+    return os.fspath(options.get("path") or mech_options or "/etc/sasldb2")
+
+
+# A C function we call: our name -> (its symbol, argument types, result type).
+Signatures = Mapping[str, tuple[str, list[Any], Any]]
+
+
+def load_library(short: str, names: tuple[str, ...], signatures: Signatures,
+                 missing: Exception) -> SimpleNamespace:
+    """The first of ``find_library(short)`` and ``names`` that loads and exports every
+    symbol of ``signatures``, those functions typed, as attributes; raises ``missing``
+    (naming the package to install) when there is none."""
+    found = ctypes.util.find_library(short)
+    for name in (found, *names) if found else names:
+        try:
+            lib = ctypes.CDLL(name)
+            api = SimpleNamespace()
+            for ours, (symbol, args, result) in signatures.items():
+                fn = getattr(lib, symbol)
+                fn.argtypes, fn.restype = args, result
+                setattr(api, ours, fn)
+            return api
+        except (OSError, AttributeError):
+            continue
+    raise missing

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 
+from .sasldb_files import load_library
+
 GDBM_READER = 0
+GDBM_WRITER = 1
 GDBM_NEWDB = 3
 GDBM_REPLACE = 1
 LIBRARIES = ("libgdbm.so.6", "libgdbm.so")
@@ -36,28 +40,11 @@ def _datum(value: bytes) -> tuple[_Datum, object]:
     return _Datum(ctypes.cast(buf, ctypes.c_void_p), len(value)), buf
 
 
-_api: SimpleNamespace | None = None
-
-
+@functools.cache
 def library() -> SimpleNamespace:
-    global _api
-    if _api is not None:
-        return _api
-    names = list(LIBRARIES)
-    found = ctypes.util.find_library("gdbm")
-    if found:
-        names.insert(0, found)
-    for name in names:
-        try:
-            lib = ctypes.CDLL(name, use_errno=True)
-            break
-        except OSError:
-            continue
-    else:
-        raise GdbmError("GDBM (libgdbm.so.6) is not installed: apt-get install libgdbm6")
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    """libgdbm (and libc's ``free``), loaded once; GdbmError if it is missing."""
     vp, i, d = ctypes.c_void_p, ctypes.c_int, _Datum
-    sig = {
+    api = load_library("gdbm", LIBRARIES, {
         "open": ("gdbm_open", [ctypes.c_char_p, i, i, i, vp], vp),
         "close": ("gdbm_close", [vp], i),
         "fetch": ("gdbm_fetch", [vp, d], d),
@@ -67,15 +54,10 @@ def library() -> SimpleNamespace:
         "nextkey": ("gdbm_nextkey", [vp, d], d),
         "errno_location": ("gdbm_errno_location", [], ctypes.POINTER(i)),
         "strerror": ("gdbm_strerror", [i], ctypes.c_char_p),
-    }
-    api = SimpleNamespace()
-    for ours, (symbol, args, res) in sig.items():
-        fn = getattr(lib, symbol)
-        fn.argtypes, fn.restype = args, res
-        setattr(api, ours, fn)
+    }, GdbmError("GDBM (libgdbm.so.6) is not installed: apt-get install libgdbm6"))
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     api.free = libc.free
     api.free.argtypes, api.free.restype = [vp], None
-    _api = api
     return api
 
 
@@ -95,7 +77,7 @@ class GdbmFile:
         self.path = path
         if not create and not os.path.exists(path):
             raise FileNotFoundError(2, "No such file or directory", path)
-        flags = GDBM_NEWDB if create else (1 if write else GDBM_READER)
+        flags = GDBM_NEWDB if create else (GDBM_WRITER if write else GDBM_READER)
         for _ in range(BUSY_RETRIES):
             self._db = api.open(path.encode(), 0, flags, mode, None)
             if self._db:
