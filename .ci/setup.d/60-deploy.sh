@@ -10,13 +10,12 @@ echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-se
 # slapd: let the package create its default database; the tests use their own.
 echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
 
-# Never let a package start a service during installation (CI has no init anyway).
+# Never let a package start a service during installation (CI has no init anyway);
+# the policy file is removed again even if the installation fails.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
-    created_policy=1
-else
-    created_policy=0
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 
 apt-get install -y -qq --no-install-recommends \
@@ -24,10 +23,6 @@ apt-get install -y -qq --no-install-recommends \
     slapd ldap-utils \
     cyrus-imapd cyrus-clients \
     systemd man-db groff-base groff logrotate >/dev/null
-
-if [ "$created_policy" = 1 ]; then
-    rm -f /usr/sbin/policy-rc.d
-fi
 
 # Stop system instances that may have started anyway (a machine with an init).
 for svc in postfix slapd cyrus-imapd; do

@@ -13,4 +13,5 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib
-python3 -c 'import sys' && { command -v py-spy >/dev/null || python3 -m pip install -q py-spy || true; }
+# py-spy (bench/run.py --profile) is optional: a failed install is not an error.
+command -v py-spy >/dev/null || python3 -m pip install -q py-spy || true
