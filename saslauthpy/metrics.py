@@ -35,6 +35,7 @@ import logging
 import os
 import stat
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import (
@@ -48,11 +49,11 @@ from prometheus_client import (
 
 from . import __version__
 from .backends.base import ConfigError
+from .config import _fill
 
 log = logging.getLogger("saslauthpy")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-KNOWN_KEYS = ("listen", "socket_mode", "max_services")
 DEFAULT_MAX_SERVICES = 32
 MAX_SERVICE_LABEL = 32
 # Cache hits take microseconds, backends (PAM fail delay, LDAP, bcrypt) up to seconds.
@@ -67,8 +68,7 @@ class DecisionLike(Protocol):
     backend: str
     cached: bool
     latency: float
-    reason: str
-    delay: float
+    delay: float  # seconds waited on a throttle penalty or a backend's fail delay
 
     @property
     def service(self) -> str: ...
@@ -98,27 +98,20 @@ class Listen:
         self.port = int(port)
 
 
-def _options(options: Mapping[str, Any]) -> tuple[Listen | None, int, int]:
-    for key in options:
-        if key not in KNOWN_KEYS:
-            raise ConfigError(f"[metrics] unknown key {key!r}; known keys: "
-                              f"{', '.join(KNOWN_KEYS)}")
-    listen = options.get("listen", "")
-    if not isinstance(listen, str):
-        raise ConfigError(f"[metrics] listen: expected a string, got {listen!r}")
-    mode = options.get("socket_mode", "0660")
-    try:
-        mode = int(mode, 8) if isinstance(mode, str) else int(mode)
-    except ValueError:
-        raise ConfigError(
-            f"[metrics] socket_mode: {mode!r} is not an octal mode like \"0660\"") from None
-    if isinstance(options.get("socket_mode"), bool) or not 0 <= mode <= 0o777:
-        raise ConfigError(f"[metrics] socket_mode: {options.get('socket_mode')!r} is not a mode")
-    max_services = options.get("max_services", DEFAULT_MAX_SERVICES)
-    if isinstance(max_services, bool) or not isinstance(max_services, int) or max_services < 0:
-        raise ConfigError(f"[metrics] max_services: expected a whole number >= 0, "
-                          f"got {max_services!r}")
-    return (Listen(listen) if listen.strip() else None), mode, max_services
+@dataclass
+class MetricsOptions:
+    listen: str = ""
+    socket_mode: int = 0o660  # UNIX socket only; "0660" in the file
+    max_services: int = DEFAULT_MAX_SERVICES
+
+
+def _options(table: Mapping[str, Any]) -> tuple[Listen | None, int, int]:
+    opts = MetricsOptions()
+    _fill(opts, dict(table), "[metrics] ")
+    if not 0 <= opts.socket_mode <= 0o777:
+        raise ConfigError(f"[metrics] socket_mode: {opts.socket_mode:#o} is not a mode")
+    listen = Listen(opts.listen) if opts.listen.strip() else None
+    return listen, opts.socket_mode, opts.max_services
 
 
 class Metrics:
@@ -126,8 +119,7 @@ class Metrics:
 
     def __init__(self, config: Any):
         self.listen, self.socket_mode, self.max_services = _options(config.section("metrics"))
-        cache = getattr(config, "cache", None)
-        self.count_cache = bool(getattr(cache, "enabled", False))
+        self.count_cache = config.cache.enabled
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self.requests = Counter("saslauthpy_requests", "Answered requests",
@@ -151,9 +143,10 @@ class Metrics:
         info = Gauge("saslauthpy_info", "Version of the running daemon", ["version"], registry=r)
         info.labels(__version__).set(1)
         ProcessCollector(registry=r)
-        self._children: dict[tuple[str, str, str], Any] = {}
+        # labels() takes a lock and checks its arguments: the hot path keeps its own memo.
+        self._children: dict[tuple[str, ...], Any] = {}
         self._services: set[str] = set()
-        self._error_children: dict[str, Any] = {}
+        self._error_children: dict[tuple[str, ...], Any] = {}
         self._server: asyncio.AbstractServer | None = None
 
     @property
@@ -175,11 +168,7 @@ class Metrics:
         service = decision.service
         if service not in self._services:
             service = self._service_label(service)
-        key = (mechanism, service, result)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.requests.labels(mechanism, service, result)
-        child.inc()
+        _child(self._children, self.requests, mechanism, service, result).inc()
         self.latency.observe(decision.latency)
         if result == "malformed":
             return
@@ -189,13 +178,9 @@ class Metrics:
             else:
                 self.cache_misses.inc()
         if result == "tempfail":
-            errors = self._error_children.get(mechanism)
-            if errors is None:
-                errors = self._error_children[mechanism] = self.backend_errors.labels(mechanism)
-            errors.inc()
-        delay = getattr(decision, "delay", 0.0)
-        if delay > 0:
-            self.delay.inc(delay)
+            _child(self._error_children, self.backend_errors, mechanism).inc()
+        if decision.delay > 0:
+            self.delay.inc(decision.delay)
 
     def connection_opened(self) -> None:
         self.connections.inc()
@@ -217,10 +202,12 @@ class Metrics:
         try:
             if listen.path:
                 _remove_stale_socket(listen.path)
-                self._server = await asyncio.start_unix_server(self._serve, path=listen.path)
+                self._server = await asyncio.start_unix_server(
+                    self._serve, path=listen.path, limit=MAX_HTTP_REQUEST)
                 os.chmod(listen.path, self.socket_mode)
             else:
-                self._server = await asyncio.start_server(self._serve, listen.host, listen.port)
+                self._server = await asyncio.start_server(
+                    self._serve, listen.host, listen.port, limit=MAX_HTTP_REQUEST)
         except OSError as exc:
             raise ConfigError(f"[metrics] listen: cannot listen on {listen.text}: "
                               f"{exc.strerror or exc}") from exc
@@ -245,9 +232,6 @@ class Metrics:
                 await self._respond(writer, "431 Request Header Fields Too Large", b"")
                 return
             except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-                return
-            if len(head) > MAX_HTTP_REQUEST:
-                await self._respond(writer, "431 Request Header Fields Too Large", b"")
                 return
             parts = head.split(b"\r\n", 1)[0].split()
             method = parts[0] if parts else b""
@@ -275,6 +259,14 @@ class Metrics:
         writer.write(header if head_only else header + body)
         with contextlib.suppress(ConnectionError):
             await writer.drain()
+
+
+def _child(memo: dict[tuple[str, ...], Any], metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once per label set."""
+    child = memo.get(labels)
+    if child is None:
+        child = memo[labels] = metric.labels(*labels)
+    return child
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -270,6 +270,31 @@ def test_slow_scraper_does_not_block_others(tmp_path):
     assert asyncio.run(run()).startswith(b"HTTP/1.0 200")
 
 
+def test_oversized_request_gets_431(tmp_path):
+    path = tmp_path / "m.sock"
+
+    async def ask(request: bytes) -> bytes:
+        r, w = await asyncio.open_unix_connection(str(path))
+        w.write(request)
+        data = await asyncio.wait_for(r.read(), 5)
+        w.close()
+        return data
+
+    async def run():
+        m = Metrics(cfg({"listen": f"unix:{path}"}))
+        await m.start()
+        try:
+            huge = b"GET /metrics HTTP/1.0\r\nX-Pad: " + b"a" * 20000 + b"\r\n\r\n"
+            big = b"GET /metrics HTTP/1.0\r\nX-Pad: " + b"a" * 9000 + b"\r\n\r\n"
+            return await ask(huge), await ask(big), await ask(b"GET / HTTP/1.0\r\n\r\n")
+        finally:
+            await m.stop()
+
+    huge, big, fine = asyncio.run(run())
+    assert huge.startswith(b"HTTP/1.0 431") and big.startswith(b"HTTP/1.0 431")
+    assert fine.startswith(b"HTTP/1.0 200")  # the listener is still serving
+
+
 def test_busy_port_is_a_config_error():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
