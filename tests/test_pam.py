@@ -4,6 +4,7 @@ and a crashing worker."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -15,6 +16,10 @@ from pathlib import Path
 
 import pytest
 from test_reference_compare_tools import Accounts, PamService
+
+from saslauthpy.backends import pam
+from saslauthpy.config import Config
+from saslauthpy.protocol import Request
 
 pytestmark = pytest.mark.timeout(120)
 GOOD = "Pam-good-1"
@@ -169,3 +174,30 @@ def test_workers_are_recycled(daemon_factory, accounts, service):
     assert d.ask(user, GOOD, service.name) == "OK"
     seen.update(workers_of(d.proc.pid))
     assert len(seen) >= 2
+
+
+def test_cancelled_request_does_not_leave_its_worker(accounts):
+    """A request cancelled while PAM runs: its worker (whose late answer would go to the
+    next request) is killed and forgotten, not left running until shutdown."""
+    user = accounts.add(GOOD)
+
+    async def scenario(service: str) -> tuple[int | None, int]:
+        backend = pam.Backend(Config(), {"workers": 1})
+        try:
+            request = Request(user, GOOD.encode(), service, "")
+            task = asyncio.create_task(backend.authenticate(request, None))
+            while not backend.pool._all:
+                await asyncio.sleep(0.05)
+            (worker,) = backend.pool._all
+            await asyncio.sleep(0.5)  # now inside pam_exec's sleep
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await asyncio.wait_for(worker.proc.wait(), 5)
+            return worker.proc.returncode, len(backend.pool._all)
+        finally:
+            backend.close()
+
+    with hanging_service(20) as hang:
+        returncode, left = asyncio.run(scenario(hang.name))
+    assert returncode == -signal.SIGKILL and left == 0

@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -37,7 +36,7 @@ from typing import Any
 from ..protocol import Request
 from . import base
 from .base import Answer, ConfigError, Result, tempfail
-from .pam_worker import encode_request
+from .pam_worker import encode_request, frame
 
 RESULTS = {"ok": Result.OK, "fail": Result.FAIL, "unknown": Result.UNKNOWN,
            "tempfail": Result.TEMPFAIL}
@@ -76,20 +75,24 @@ class Worker:
 
     async def ask(self, payload: bytes) -> dict:
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(struct.pack(">I", len(payload)) + payload)
+        self.proc.stdin.write(frame(payload))
         await self.proc.stdin.drain()
-        head = await self.proc.stdout.readexactly(4)
-        (n,) = struct.unpack(">I", head)
+        n = int.from_bytes(await self.proc.stdout.readexactly(4), "big")
         return json.loads(await self.proc.stdout.readexactly(n))
 
     def alive(self) -> bool:
         return self.proc.returncode is None
 
+    def kill(self) -> None:
+        """SIGKILL to the whole group: helpers a module forked (pam_exec) go too."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
     async def stop(self, kill: bool = False) -> None:
-        if self.proc.returncode is None:
-            if kill:  # the whole group: helpers a module forked (pam_exec) go too
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.alive():
+            if kill:
+                self.kill()
             elif self.proc.stdin is not None:
                 self.proc.stdin.close()  # EOF: the worker exits after its current request
         with contextlib.suppress(asyncio.TimeoutError, ProcessLookupError):
@@ -110,6 +113,7 @@ class WorkerPool:
         self._idle: list[Worker] = []
         self._all: set[Worker] = set()
         self._slots: asyncio.Semaphore | None = None
+        self._retiring: set[asyncio.Task] = set()  # recycled workers finishing
         self.restarted = 0  # workers killed after a hang or crash
 
     async def call(self, payload: bytes) -> dict | Answer:
@@ -118,10 +122,16 @@ class WorkerPool:
         async with self._slots:
             worker = self._idle.pop() if self._idle else None
             if worker is None or not worker.alive():
+                if worker is not None:
+                    self._all.discard(worker)  # it died while idle
                 worker = await Worker.start()
                 self._all.add(worker)
             try:
                 answer = await asyncio.wait_for(worker.ask(payload), self.timeout)
+            except asyncio.CancelledError:  # its answer would come to the next request
+                self._all.discard(worker)
+                worker.kill()
+                raise
             except TimeoutError:
                 await self._discard(worker)
                 return tempfail(f"PAM did not answer within {self.timeout:g} s "
@@ -134,7 +144,9 @@ class WorkerPool:
             worker.served += 1
             if worker.served >= self.max_requests:
                 self._all.discard(worker)
-                asyncio.get_running_loop().create_task(worker.stop())
+                task = asyncio.get_running_loop().create_task(worker.stop())
+                self._retiring.add(task)  # the loop keeps only a weak reference
+                task.add_done_callback(self._retiring.discard)
             else:
                 self._idle.append(worker)
             return answer
@@ -145,10 +157,8 @@ class WorkerPool:
         await worker.stop(kill=True)
 
     def close(self) -> None:
-        for worker in list(self._all):
-            if worker.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    worker.proc.kill()
+        for worker in self._all:
+            worker.kill()
         self._all.clear()
         self._idle.clear()
 
@@ -188,10 +198,9 @@ class Backend(base.Backend):
 
     def check(self, request: Request) -> Answer:
         """Blocking form for tools without an event loop: one throw-away worker."""
-        frame = self.payload(request)
         try:
             done = subprocess.run([sys.executable, "-m", "saslauthpy.backends.pam_worker"],
-                                  input=struct.pack(">I", len(frame)) + frame,
+                                  input=frame(self.payload(request)),
                                   capture_output=True, timeout=self.pool.timeout,
                                   env=worker_env())
             reply = json.loads(done.stdout[4:])

@@ -175,8 +175,13 @@ def read_frame(stream) -> bytes | None:  # noqa: ANN001
     return data if len(data) == n else None
 
 
+def frame(payload: bytes) -> bytes:
+    """``payload`` with its 4-byte big-endian length in front."""
+    return struct.pack(">I", len(payload)) + payload
+
+
 def write_frame(stream, payload: bytes) -> None:  # noqa: ANN001
-    stream.write(struct.pack(">I", len(payload)) + payload)
+    stream.write(frame(payload))
     stream.flush()
 
 
