@@ -21,9 +21,9 @@ import time
 from collections.abc import Iterator
 from typing import Protocol, TextIO
 
+from .backends.sql_store import MAX_HASH, check_names, display_name
+
 BATCH = 1000
-MAX_NAME = 255
-MAX_HASH = 512
 # shadow markers for "no password" / "locked"
 LOCKED = ("!", "*", "!!", "x")
 
@@ -38,12 +38,10 @@ class BadLine(ValueError):
 
 def _check(login: str, realm: str, hashed: str) -> tuple[str, str, str]:
     login, realm, hashed = login.strip(), realm.strip(), hashed.strip()
-    if not login:
-        raise BadLine("empty login")
-    if len(login) > MAX_NAME or len(realm) > MAX_NAME:
-        raise BadLine(f"login or realm longer than {MAX_NAME} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in login + realm):
-        raise BadLine("control character in login or realm")
+    try:
+        check_names(login, realm)
+    except ValueError as exc:
+        raise BadLine(str(exc)) from None
     if not hashed:
         raise BadLine(f"user {login!r}: empty password hash")
     if hashed in LOCKED or hashed.startswith("!"):
@@ -70,6 +68,10 @@ def parse_shadow(line: str, realm: str) -> tuple[str, str, str]:
 def detect(line: str) -> str:
     head = line.split(":", 1)[0]
     return "shadow" if ":" in line and "," not in head else "csv"
+
+
+def _is_header(line: str) -> bool:
+    return line.replace(" ", "").lower().startswith("login,realm,")
 
 
 def _data_lines(f: TextIO) -> Iterator[tuple[int, str]]:
@@ -119,13 +121,17 @@ class Progress:
 def run_import(store: BulkStore, path: str, stream: TextIO = sys.stderr, *,
                realm: str = "", fmt: str = "auto", batch: int = BATCH) -> tuple[int, int]:
     """Import ``path`` into ``store``; returns (imported, skipped)."""
+    started = time.monotonic()
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        total = sum(1 for _ in _data_lines(f))
-    progress = Progress(stream, total)
-    imported = skipped = done = 0
+        lines = list(_data_lines(f))
+    if lines and fmt == "auto":
+        fmt = detect(lines[0][1])
+    if lines and fmt == "csv" and _is_header(lines[0][1]):
+        del lines[0]
+    progress = Progress(stream, len(lines))
+    imported = skipped = 0
     pending: list[tuple[str, str, str]] = []
     lines_of: dict[tuple[str, str], int] = {}
-    started = time.monotonic()
 
     def flush() -> None:
         nonlocal imported, skipped
@@ -140,52 +146,36 @@ def run_import(store: BulkStore, path: str, stream: TextIO = sys.stderr, *,
                          f"run the import again to add the rest (existing users are kept)\n")
             raise
         for key in existing:
-            progress.note(f"line {lines_of.get(key, '?')}: user {_name(*key)!r} already "
+            progress.note(f"line {lines_of.get(key, '?')}: user {display_name(*key)!r} already "
                           f"exists, left unchanged")
         skipped += len(existing)
         imported += len(pending) - len(existing)
         pending.clear()
         lines_of.clear()
 
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        for number, line in _data_lines(f):
-            done += 1
-            if fmt == "auto":
-                fmt = detect(line)
-            try:
-                if "\ufffd" in line:
-                    raise BadLine("not valid UTF-8")
-                if fmt == "csv":
-                    if done == 1 and line.replace(" ", "").lower().startswith("login,realm,"):
-                        total -= 1
-                        progress.total = max(total, 1)
-                        done -= 1
-                        continue
-                    row = parse_csv(line)
-                else:
-                    row = parse_shadow(line, realm)
-            except (BadLine, csv.Error) as exc:
-                progress.note(f"line {number}: {exc}; skipped")
+    for done, (number, line) in enumerate(lines, 1):
+        try:
+            if "\ufffd" in line:
+                raise BadLine("not valid UTF-8")
+            row = parse_csv(line) if fmt == "csv" else parse_shadow(line, realm)
+        except (BadLine, csv.Error) as exc:
+            progress.note(f"line {number}: {exc}; skipped")
+            skipped += 1
+        else:
+            key = (row[0], row[1])
+            if key in lines_of:
+                progress.note(f"line {number}: user {display_name(*key)!r} repeats line "
+                              f"{lines_of[key]}; skipped")
                 skipped += 1
             else:
-                key = (row[0], row[1])
-                if key in lines_of:
-                    progress.note(f"line {number}: user {_name(*key)!r} repeats line "
-                                  f"{lines_of[key]}; skipped")
-                    skipped += 1
-                else:
-                    lines_of[key] = number
-                    pending.append(row)
-            if len(pending) >= batch:
-                flush()
-            progress.update(done)
-        flush()
-    progress.update(done, final=True)
+                lines_of[key] = number
+                pending.append(row)
+        if len(pending) >= batch:
+            flush()
+        progress.update(done)
+    flush()
+    progress.update(len(lines), final=True)
     took = time.monotonic() - started
     stream.write(f"imported {imported} user(s), skipped {skipped} in {took:.1f} s\n")
     stream.flush()
     return imported, skipped
-
-
-def _name(login: str, realm: str) -> str:
-    return f"{login}@{realm}" if realm else login

@@ -263,3 +263,41 @@ def test_unknown_scheme_in_builtin_table_logged_once_per_check(tmp_path, caplog)
     assert "{WEIRD}" in records[0].getMessage()
     assert "aGlkZGVu" not in caplog.text
     b.close()
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"])
+def test_table_creation_denied_stops_the_start_with_the_fix(dialect, request):
+    """A daemon role that may only read, with the table missing: a ConfigError naming the
+    DDL file and the grant (MariaDB reports the denial as an OperationalError, which once
+    escaped open() as a raw driver exception)."""
+    url = request.getfixturevalue("pg_url" if dialect == "postgresql" else "my_url")
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    role = "ro_" + url.rsplit("_", 1)[1]
+    db = url.rsplit("/", 1)[1]
+    if dialect == "postgresql":
+        setup = [f"CREATE ROLE {role} LOGIN", f"GRANT CONNECT ON DATABASE {db} TO {role}"]
+        drop = [f"DROP OWNED BY {role}", f"DROP ROLE {role}"]
+        ro_url = url.replace("postgres@", f"{role}@")
+    else:
+        setup = [f"CREATE USER '{role}'@'%' IDENTIFIED BY 'ro-pw'",
+                 f"GRANT SELECT ON `{db}`.* TO '{role}'@'%'"]
+        drop = [f"DROP USER '{role}'@'%'"]
+        ro_url = url.replace("root@", f"{role}:ro-pw@")
+    with admin.connect() as conn:
+        for stmt in setup:
+            conn.execute(text(stmt))
+    try:
+        b = sql.Backend(Config(), {"url": ro_url})
+        try:
+            with pytest.raises(ConfigError, match="cannot create table saslauthpy_users") as err:
+                b.open()
+            ddl = "postgresql" if dialect == "postgresql" else "mysql"
+            assert f"backends/sql/{ddl}.sql" in str(err.value)
+            assert "grant CREATE" in str(err.value)
+        finally:
+            b.close()
+    finally:
+        with admin.connect() as conn:
+            for stmt in drop:
+                conn.execute(text(stmt))
+        admin.dispose()

@@ -11,6 +11,7 @@ import logging
 import time
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from saslauthpy.backends import sql
 from saslauthpy.backends.base import Result
@@ -119,4 +120,25 @@ def test_slow_query_is_cut_by_query_timeout(pg_url):
         assert answer.result is Result.TEMPFAIL
         assert took < 1 + SLACK
     finally:
+        b.close()
+
+
+def test_table_creation_timing_out_at_start_is_not_fatal(pg_url, caplog):
+    """Another session is creating the table and has not committed: our CREATE waits for it
+    until statement_timeout.  That is a busy database, not a bad setting: open() warns and
+    the backend creates the table on a later request (once it raised the driver's error)."""
+    other = create_engine(pg_url)
+    conn = other.connect()
+    conn.execute(text("CREATE TABLE saslauthpy_users (id INTEGER)"))  # left uncommitted
+    caplog.set_level(logging.WARNING, logger="saslauthpy.sql")
+    b = sql.Backend(Config(), {"url": pg_url, "query_timeout": 1})
+    try:
+        b.open()
+        assert "unreachable at start" in caplog.text
+        assert timed(b, "alice", "alice-pw")[0].result is Result.TEMPFAIL
+        conn.rollback()
+        assert timed(b, "alice", "alice-pw")[0].result is Result.UNKNOWN  # table made now
+    finally:
+        conn.close()
+        other.dispose()
         b.close()
