@@ -91,7 +91,7 @@ OTHER_SECTIONS = {"throttle", "metrics"}
 TOP_LEVEL = {"mechanisms", "mech_options", "run_dir", "threads", "realm_join", "verbose"}
 
 
-def _fill(obj: Any, table: dict[str, Any], where: str) -> None:
+def fill_options(obj: Any, table: dict[str, Any], where: str) -> None:
     """Set dataclass fields from a TOML table, checking names and types."""
     known = {f.name: f for f in fields(obj)}
     for key, value in table.items():
@@ -139,7 +139,7 @@ def load_toml(path: str) -> Config:
         if key in ("server", "cache", "audit"):
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: [{key}] must be a table")
-            _fill(getattr(cfg, key), value, f"{path}: [{key}].")
+            fill_options(getattr(cfg, key), value, f"{path}: [{key}].")
         elif key in MODULES or key in OTHER_SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: [{key}] must be a table")
@@ -151,7 +151,7 @@ def load_toml(path: str) -> Config:
                 raise ConfigError(f'{path}: mechanisms must be a list of names like ["sql"]')
             cfg.mechanisms = [v.lower() for v in value]
         elif key in TOP_LEVEL:
-            _fill(cfg, {key: value}, f"{path}: ")
+            fill_options(cfg, {key: value}, f"{path}: ")
         else:
             known = sorted(TOP_LEVEL | {"server", "cache", "audit"} | set(MODULES) | OTHER_SECTIONS)
             raise ConfigError(f"{path}: unknown key {key!r}; known keys: {', '.join(known)}")

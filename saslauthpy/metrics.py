@@ -49,7 +49,7 @@ from prometheus_client import (
 
 from . import __version__
 from .backends.base import ConfigError
-from .config import _fill
+from .config import fill_options
 
 log = logging.getLogger("saslauthpy")
 
@@ -107,7 +107,7 @@ class MetricsOptions:
 
 def _options(table: Mapping[str, Any]) -> tuple[Listen | None, int, int]:
     opts = MetricsOptions()
-    _fill(opts, dict(table), "[metrics] ")
+    fill_options(opts, dict(table), "[metrics] ")
     if not 0 <= opts.socket_mode <= 0o777:
         raise ConfigError(f"[metrics] socket_mode: {opts.socket_mode:#o} is not a mode")
     listen = Listen(opts.listen) if opts.listen.strip() else None

@@ -320,6 +320,8 @@ class Server:
         while old.in_flight:
             await asyncio.sleep(0.05)
         old.close()
+        if old.throttle is not None and old.throttle is not auth.throttle:
+            old.throttle.close()  # its Redis connection and thread
         if old_pool is not self.pool:
             old_pool.shutdown(wait=False)
 

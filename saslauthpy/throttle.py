@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .backends.base import ConfigError
-from .config import _fill
+from .config import fill_options
 
 if TYPE_CHECKING:
     from .config import Config
@@ -78,7 +78,7 @@ class ThrottleOptions:
 
 def parse_options(table: Mapping[str, Any]) -> ThrottleOptions:
     opts = ThrottleOptions()
-    _fill(opts, dict(table), "[throttle] ")
+    fill_options(opts, dict(table), "[throttle] ")
     if not isinstance(opts.exempt, list) or not all(isinstance(v, str) for v in opts.exempt):
         raise ConfigError('[throttle] exempt: expected a list like ["10.0.0.0/8"]')
     if opts.max_delay < opts.base_delay:
