@@ -265,16 +265,15 @@ def test_unknown_scheme_in_builtin_table_logged_once_per_check(tmp_path, caplog)
     b.close()
 
 
-@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"])
-def test_table_creation_denied_stops_the_start_with_the_fix(dialect, request):
-    """A daemon role that may only read, with the table missing: a ConfigError naming the
-    DDL file and the grant (MariaDB reports the denial as an OperationalError, which once
-    escaped open() as a raw driver exception)."""
-    url = request.getfixturevalue("pg_url" if dialect == "postgresql" else "my_url")
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def read_only(request):
+    """(dialect, URL of a role that may connect and read but not create tables)."""
+    url = request.getfixturevalue("pg_url" if request.param == "postgresql" else "my_url")
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     role = "ro_" + url.rsplit("_", 1)[1]
     db = url.rsplit("/", 1)[1]
-    if dialect == "postgresql":
+    if request.param == "postgresql":
         setup = [f"CREATE ROLE {role} LOGIN", f"GRANT CONNECT ON DATABASE {db} TO {role}"]
         drop = [f"DROP OWNED BY {role}", f"DROP ROLE {role}"]
         ro_url = url.replace("postgres@", f"{role}@")
@@ -286,18 +285,43 @@ def test_table_creation_denied_stops_the_start_with_the_fix(dialect, request):
     with admin.connect() as conn:
         for stmt in setup:
             conn.execute(text(stmt))
+    yield request.param, ro_url
+    with admin.connect() as conn:
+        for stmt in drop:
+            conn.execute(text(stmt))
+    admin.dispose()
+
+
+def test_table_creation_denied_stops_the_start_with_the_fix(read_only):
+    """A daemon role that may only read, with the table missing: a ConfigError naming the
+    DDL file and the grant (MariaDB reports the denial as an OperationalError, which once
+    escaped open() as a raw driver exception)."""
+    dialect, url = read_only
+    b = sql.Backend(Config(), {"url": url})
     try:
-        b = sql.Backend(Config(), {"url": ro_url})
-        try:
-            with pytest.raises(ConfigError, match="cannot create table saslauthpy_users") as err:
-                b.open()
-            ddl = "postgresql" if dialect == "postgresql" else "mysql"
-            assert f"backends/sql/{ddl}.sql" in str(err.value)
-            assert "grant CREATE" in str(err.value)
-        finally:
-            b.close()
+        with pytest.raises(ConfigError, match="cannot create table saslauthpy_users") as err:
+            b.open()
+        ddl = "postgresql" if dialect == "postgresql" else "mysql"
+        assert f"backends/sql/{ddl}.sql" in str(err.value)
+        assert "grant CREATE" in str(err.value)
     finally:
-        with admin.connect() as conn:
-            for stmt in drop:
-                conn.execute(text(stmt))
-        admin.dispose()
+        b.close()
+
+
+def test_table_creation_denied_after_the_start_is_tempfail_and_one_line(read_only, caplog):
+    """The database was down at start and refuses the table once it is back: each login
+    gets tempfail, the log gets that reason once, without a traceback (once it logged a
+    traceback per request)."""
+    _, url = read_only
+    b = sql.Backend(Config(), {"url": url})  # not opened: as after a start without database
+    caplog.set_level(logging.WARNING, logger="saslauthpy.sql")
+    try:
+        for _ in range(3):
+            answer = ask(b, "alice", "alice-pw")
+            assert answer.result is Result.TEMPFAIL
+            assert "cannot create table" in answer.reason
+        records = [r for r in caplog.records if r.name == "saslauthpy.sql"]
+        assert len(records) == 1 and records[0].exc_info is None
+        assert "grant CREATE" in records[0].getMessage()
+    finally:
+        b.close()

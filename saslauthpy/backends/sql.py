@@ -121,6 +121,7 @@ class Backend(base.Backend):
         self._table_ready = self._query is not None  # no table of ours to create
         self._table_lock = threading.Lock()
         self._down = False
+        self._refused = False  # the table could not be created (logged once)
         self._state_lock = threading.Lock()
         self._watchdog = (Watchdog(self.settings.query_timeout + 0.5)
                           if self.settings.dialect == "postgresql" else None)
@@ -191,6 +192,11 @@ class Backend(base.Backend):
         except SQLAlchemyError as exc:
             self._went_down(exc, "unavailable")
             return base.tempfail(f"database unavailable: {_short(exc)}")
+        except ConfigError as exc:  # back after a start without it, and refuses our table
+            if not self._refused:
+                self._refused = True
+                log.error("%s; answering tempfail", exc)
+            return base.tempfail(str(exc))
         except UnicodeError:
             return UNKNOWN  # a login no database text column can hold
         except Exception as exc:  # noqa: BLE001 - never let a request crash the daemon
