@@ -160,15 +160,16 @@ def test_unknown_scheme_fails_and_logs_prefix_not_hash(pg_url, backend_for, capl
     assert ask(b2, "bare@example.com", "other").result is Result.FAIL
 
 
-def test_bad_query_stops_the_start(pg_url):
-    run_sql_file(pg_url, mailbox_ddl(pg_url))
-    b = sql.Backend(Config(), {"url": pg_url, "query": "SELECT pasword FROM mailbox "
-                                                        "WHERE username = :address"})
+def test_bad_query_stops_the_start(server_url):
+    run_sql_file(server_url, mailbox_ddl(server_url))
+    b = sql.Backend(Config(), {"url": server_url, "query": "SELECT pasword FROM mailbox "
+                                                            "WHERE username = :address"})
     with pytest.raises(sql.ConfigError, match="query fails"):
         b.open()
     b.close()
-    b = sql.Backend(Config(), {"url": pg_url, "query": "SELECT password, active, name FROM "
-                                                        "mailbox WHERE username = :address"})
+    b = sql.Backend(Config(), {"url": server_url, "query": "SELECT password, active, name "
+                                                            "FROM mailbox WHERE username = "
+                                                            ":address"})
     with pytest.raises(sql.ConfigError, match="3 columns"):
         b.open()
     b.close()

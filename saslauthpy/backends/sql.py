@@ -48,9 +48,11 @@ __all__ = ["Backend", "Store", "DEFAULT_URL", "parse_options", "parse_url", "can
 
 log = logging.getLogger("saslauthpy.sql")
 
-# MariaDB/MySQL "access denied" to a database, table or column: PyMySQL raises these as
-# OperationalError, but no retry will fix them
-_DENIED = {1044, 1142, 1143}
+# PyMySQL raises every server error it does not know (unknown column, CREATE denied ...)
+# as OperationalError: only these MariaDB/MySQL codes say "busy or gone, try again later"
+# (too many connections, shutdown, lock wait timeout, deadlock, statement time limits,
+# connection lost)
+_MYSQL_TRANSIENT = {1040, 1053, 1205, 1213, 1969, 2002, 2003, 2006, 2013, 3024}
 
 
 def _lookup_statement(keys: int) -> Any:
@@ -106,7 +108,9 @@ def _transient(exc: DBAPIError) -> bool:
     if not isinstance(exc, (OperationalError, InterfaceError)):
         return False
     args = getattr(exc.orig, "args", ())
-    return not (args and args[0] in _DENIED)
+    if args and isinstance(args[0], int):  # PyMySQL: (code, message)
+        return args[0] in _MYSQL_TRANSIENT
+    return True  # psycopg sorts errors by SQLSTATE: operational = connection, timeout, lock
 
 
 class Backend(base.Backend):
