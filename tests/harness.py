@@ -130,6 +130,41 @@ def admin(config: str | os.PathLike, *args: str, password: str | None = None,
     return res
 
 
+class SocketActivated:
+    """Start ``python -m saslauthpy -f --config CONFIG`` the way systemd does: a bound
+    listening socket handed over as fd 3, LISTEN_PID set to the service's own pid (by a
+    small wrapper, just before exec), and a NOTIFY_SOCKET to read READY/STOPPING from."""
+
+    def __init__(self, tmp: Path, config_path: Path):
+        self.sock_path = tmp / "activated.sock"
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(self.sock_path))
+        self.listener.listen(16)
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(tmp / "notify.sock"))
+        self.notify.settimeout(20)
+        env = {**python_env(), "LISTEN_FDS": "1", "NOTIFY_SOCKET": str(tmp / "notify.sock")}
+        fd = self.listener.fileno()
+        code = (f"import os,sys; os.dup2({fd}, 3); os.environ['LISTEN_PID']=str(os.getpid()); "
+                "os.execv(sys.executable, [sys.executable, '-m', 'saslauthpy', '-f', "
+                f"'--config', {str(config_path)!r}])")
+        self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, pass_fds=(fd,),
+                                     stderr=subprocess.DEVNULL)
+
+    def message(self) -> bytes:
+        return self.notify.recv(256)
+
+    def __enter__(self) -> SocketActivated:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.listener.close()
+        self.notify.close()
+
+
 class Daemon:
     """A running saslauthpy in its own run directory."""
 

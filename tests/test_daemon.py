@@ -388,40 +388,18 @@ def test_a_full_disk_under_the_audit_log_costs_no_answer(daemon_factory):
 
 
 def test_socket_activation_and_readiness_notification(tmp_path):
-    from harness import Daemon
+    from harness import Daemon, SocketActivated, ask
 
     d = Daemon(tmp_path)
     d.run_dir.mkdir()
     add(d, "alice", PASSWORDS[0])
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(tmp_path / "activated.sock"))
-    listener.listen(16)
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify.sock"))
-    notify.settimeout(20)
-    env = {**python_env(), "LISTEN_FDS": "1", "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
-    # systemd hands the socket over as fd 3 and sets LISTEN_PID to the service's own pid:
-    # a small wrapper does both in the child just before exec.
-    fd = listener.fileno()
-    code = (f"import os,sys; os.dup2({fd}, 3); os.environ['LISTEN_PID']=str(os.getpid()); "
-            "os.execv(sys.executable, [sys.executable, '-m', 'saslauthpy', '-f', '--config', "
-            f"{str(d.config_path)!r}])")
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, pass_fds=(fd,),
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert notify.recv(256).startswith(b"READY=1")
-        from harness import ask
-
-        assert ask(tmp_path / "activated.sock", "alice", PASSWORDS[0]) == "OK"
+    with SocketActivated(tmp_path, d.config_path) as sd:
+        assert sd.message().startswith(b"READY=1")
+        assert ask(sd.sock_path, "alice", PASSWORDS[0]) == "OK"
         assert not d.mux.exists()
-        proc.send_signal(signal.SIGTERM)
-        assert notify.recv(256) == b"STOPPING=1"
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        listener.close()
-        notify.close()
+        sd.proc.send_signal(signal.SIGTERM)
+        assert sd.message() == b"STOPPING=1"
+        assert sd.proc.wait(10) == 0
 
 
 def test_status_over_the_control_socket(daemon_factory):

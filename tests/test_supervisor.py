@@ -67,59 +67,38 @@ def test_sighup_reaches_every_worker_and_sigterm_stops_them_all(pre):
         assert not os.path.exists(f"/proc/{pid}")
 
 
-def test_a_worker_that_cannot_start_fails_the_start(tmp_path):
-    d = Daemon(tmp_path, config={"server": {"processes": 2},
-                                 "sql": {"url": "postgresql+nosuchdriver://x/y"}})
+def start_fails(tmp_path, config: dict) -> subprocess.CompletedProcess:
+    d = Daemon(tmp_path, config={"server": {"processes": 2}, **config})
     res = subprocess.run([sys.executable, "-m", "saslauthpy", "-f", "--config",
                           str(d.config_path)], capture_output=True, text=True,
                          env=python_env(), timeout=60)
-    assert res.returncode == 1
+    assert res.returncode == 1 and not d.mux.exists()
+    return res
+
+
+def test_a_worker_that_cannot_start_fails_the_start(tmp_path):
+    res = start_fails(tmp_path, {"sql": {"url": "postgresql+nosuchdriver://x/y"}})
     assert "nosuchdriver" in res.stderr
-    assert not d.mux.exists()
 
 
 def test_metrics_need_a_single_process(tmp_path):
-    d = Daemon(tmp_path, config={"server": {"processes": 2},
-                                 "metrics": {"listen": "127.0.0.1:0"}})
-    res = subprocess.run([sys.executable, "-m", "saslauthpy", "-f", "--config",
-                          str(d.config_path)], capture_output=True, text=True,
-                         env=python_env(), timeout=60)
-    assert res.returncode == 1 and "[metrics] needs [server] processes = 1" in res.stderr
+    res = start_fails(tmp_path, {"metrics": {"listen": "127.0.0.1:0"}})
+    assert "[metrics] needs [server] processes = 1" in res.stderr
 
 
 def test_socket_activation_with_several_processes(tmp_path):
-    import socket
-
-    from harness import ask
+    from harness import SocketActivated, ask
 
     d = Daemon(tmp_path, config={"server": {"processes": 2}})
     d.run_dir.mkdir()
     d.admin("user", "add", "alice", password="alice-pw-1")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(tmp_path / "activated.sock"))
-    listener.listen(16)
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify.sock"))
-    notify.settimeout(20)
-    env = {**python_env(), "LISTEN_FDS": "1", "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
-    fd = listener.fileno()
-    code = (f"import os,sys; os.dup2({fd}, 3); os.environ['LISTEN_PID']=str(os.getpid()); "
-            "os.execv(sys.executable, [sys.executable, '-m', 'saslauthpy', '-f', '--config', "
-            f"{str(d.config_path)!r}])")
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, pass_fds=(fd,),
-                            stderr=subprocess.DEVNULL)
-    try:
-        ready = notify.recv(256)
-        assert ready.startswith(b"READY=1") and f"MAINPID={proc.pid}".encode() in ready
+    with SocketActivated(tmp_path, d.config_path) as sd:
+        ready = sd.message()
+        assert ready.startswith(b"READY=1") and f"MAINPID={sd.proc.pid}".encode() in ready
         for _ in range(10):
-            assert ask(tmp_path / "activated.sock", "alice", "alice-pw-1") == "OK"
+            assert ask(sd.sock_path, "alice", "alice-pw-1") == "OK"
         assert not d.mux.exists()  # the passed socket served; none of our own was made
-        proc.send_signal(signal.SIGTERM)
-        assert notify.recv(256) == b"STOPPING=1"  # only the supervisor speaks to systemd
-        assert proc.wait(20) == 0
-        assert (tmp_path / "activated.sock").exists()  # systemd's socket is left alone
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        listener.close()
-        notify.close()
+        sd.proc.send_signal(signal.SIGTERM)
+        assert sd.message() == b"STOPPING=1"  # only the supervisor speaks to systemd
+        assert sd.proc.wait(20) == 0
+        assert sd.sock_path.exists()  # systemd's socket is left alone
