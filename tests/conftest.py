@@ -34,3 +34,21 @@ def need(program: str) -> str:
     if not path:
         pytest.fail(f"{program} is not installed: .ci/run installs it (apt-get)")
     return path
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    """A test certificate authority for the LDAP tests (one per test module)."""
+    from ldap_server import TestCA
+
+    return TestCA(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def slapd(tmp_path_factory, ca):
+    """A private slapd with the test directory (backends/ldap/), one per test module."""
+    from ldap_server import Slapd
+
+    server = Slapd(tmp_path_factory.mktemp("slapd"), ca=ca).start()
+    yield server
+    server.stop()

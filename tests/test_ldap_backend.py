@@ -28,18 +28,6 @@ from saslauthpy.protocol import Request
 SERVICE = f"ldap_bind_dn: {SERVICE_DN}\nldap_password: {SERVICE_PW}\n"
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory) -> TestCA:
-    return TestCA(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="module")
-def slapd(tmp_path_factory, ca):
-    server = Slapd(tmp_path_factory.mktemp("slapd"), ca=ca).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def backend(tmp_path):
     """``backend(conf_text, **toml)``: an opened Backend; all are closed after the test."""

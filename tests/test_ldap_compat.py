@@ -90,18 +90,6 @@ def configs(slapd: Slapd, ca: TestCA) -> dict[str, tuple[str, list[str], list, s
     }
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory):
-    return TestCA(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="module")
-def slapd(tmp_path_factory, ca):
-    server = Slapd(tmp_path_factory.mktemp("slapd"), ca=ca).start()
-    yield server
-    server.stop()
-
-
 class CSaslauthd:
     """The reference: ``saslauthd -a ldap -O FILE -m RUNDIR -d`` in the foreground."""
 

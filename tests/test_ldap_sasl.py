@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 from harness import testsaslauthd
-from ldap_server import BASE_DN, MAILUSERS_DN, SERVICE_PW, Slapd, TestCA, user_dn
+from ldap_server import BASE_DN, MAILUSERS_DN, SERVICE_PW, Slapd, user_dn
 
 from saslauthpy.backends.base import ConfigError, Result
 from saslauthpy.backends.ldap import Backend
@@ -34,11 +34,6 @@ changetype: modify
 replace: userPassword
 userPassword: bob-secret
 """
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory) -> TestCA:
-    return TestCA(tmp_path_factory.mktemp("ca"))
 
 
 @pytest.fixture(scope="module")
