@@ -20,7 +20,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 from harness import toml_dumps  # noqa: E402  (the test harness's small TOML writer)
 
 ACCOUNT_PREFIX = "sbench"

@@ -217,7 +217,7 @@ LDAP_USERS = {"alice": "alice-secret", "bob": "bob-secret", "dave": "dave-secret
 
 
 def scenario_6(s: Settings) -> list[Row]:
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "tests" / "helpers"))
     try:
         from ldap_server import PEOPLE_DN, SERVICE_DN, SERVICE_PW, Slapd
     except ImportError as exc:
@@ -258,7 +258,7 @@ def scenario_mem(s: Settings) -> list[Row]:
 
     db = s.tmp / "mem-users.db"
     con = sqlite3.connect(db)
-    con.executescript((ROOT / "backends" / "sql" / "sqlite.sql").read_text())
+    con.executescript((ROOT / "saslauthpy" / "share" / "sql" / "sqlite.sql").read_text())
     con.execute("INSERT OR REPLACE INTO saslauthpy_users (login, realm, password, enabled, "
                 "created, changed) VALUES ('memuser', '', '{PLAIN}mem-pw', 1, "
                 "'2024-01-01 00:00:00', '2024-01-01 00:00:00')")

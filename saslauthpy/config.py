@@ -19,7 +19,7 @@ from typing import Any
 
 from . import __version__
 from .backends import MODULES
-from .backends.base import ConfigError
+from .errors import ConfigError
 
 DEFAULT_CONFIG = "/etc/saslauthpy/saslauthpy.toml"
 DEFAULT_RUN_DIR = "/run/saslauthd"

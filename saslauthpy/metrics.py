@@ -48,8 +48,8 @@ from prometheus_client import (
 )
 
 from . import __version__
-from .backends.base import ConfigError
 from .config import fill_options
+from .errors import ConfigError
 
 log = logging.getLogger("saslauthpy")
 

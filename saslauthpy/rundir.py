@@ -14,14 +14,10 @@ import os
 import socket
 
 from . import systemd
-from .backends.base import ConfigError
 from .config import Config
+from .errors import AlreadyRunning, ConfigError
 
 log = logging.getLogger("saslauthpy")
-
-
-class AlreadyRunning(ConfigError):
-    """The pid file is locked by another instance (saslauthd exits 2 then, and so do we)."""
 
 
 class RunDir:

@@ -24,17 +24,16 @@ from . import control, protocol, systemd
 from .audit import Audit
 from .authenticator import Authenticator, Peer
 from .backends import backend_class
-from .backends.base import Backend, ConfigError
+from .backends.base import Backend
 from .cache import CredentialCache
 from .config import Config
-from .rundir import RunDir
+from .errors import ConfigError
+from .eventloop import early_signals
 from .throttle import Throttle
 
 log = logging.getLogger("saslauthpy")
 
 _PEERCRED = struct.Struct("3i")
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-early_signals: list[int] = []
 
 
 def peer_of(transport: asyncio.BaseTransport) -> Peer:
@@ -355,52 +354,3 @@ class _ControlProtocol(asyncio.Protocol):
         self.transport.write(control.reply(line, self.peer.uid, self.server.cache,
                                            self.server.status))
         self.transport.close()
-
-
-def run_loop(coro) -> None:
-    """Run ``coro`` on uvloop when it is installed, else on asyncio's own loop."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
-
-
-def make_cache(config: Config) -> CredentialCache | None:
-    if not config.cache.enabled:
-        return None
-    return CredentialCache(config.cache.max_entries, config.cache.ttl, config.cache.negative_ttl)
-
-
-def run(config: Config, load_config: Callable[[], Config],
-        ready: Callable[[], None] | None = None) -> int:
-    """Serve until SIGTERM: in this process, or in ``[server] processes`` forked workers."""
-    # A signal that comes before the loop's handlers are in place is kept for them.
-    for sig in SIGNALS:
-        signal.signal(sig, lambda signum, frame: early_signals.append(signum))
-    rundir = RunDir(config)
-    rundir.prepare()
-    try:
-        cache = make_cache(config)  # before any fork: the table is shared memory
-        if config.server.processes > 1:
-            from .supervisor import Supervisor
-
-            return Supervisor(config, load_config, rundir, cache).run(ready)
-        server = Server(config, load_config, rundir.listen, cache,
-                        control.listen(config.control_path))
-        server.prepare()
-
-        def started() -> None:
-            log.info("listening on %s with mechanisms %s (%d workers, cache %s)",
-                     config.socket_path, ",".join(config.mechanisms), config.threads,
-                     "on" if cache is not None else "off")
-            if ready is not None:
-                ready()
-            systemd.notify("READY=1\nSTATUS=serving")
-
-        run_loop(server.serve(started))
-        log.info("stopped")
-        return 0
-    finally:
-        rundir.cleanup()

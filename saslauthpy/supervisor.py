@@ -25,24 +25,26 @@ import time
 from collections.abc import Callable
 
 from . import control, systemd
-from .backends.base import ConfigError
 from .cache import CredentialCache
 from .config import Config
-from .rundir import RunDir
-from .server import SIGNALS, Server, early_signals, run_loop
+from .errors import ConfigError
+from .eventloop import early_signals, hold_signals
 
 log = logging.getLogger("saslauthpy")
 
+Target = Callable[[Config, Callable[[], None]], None]
 RESTART_BACKOFF = 1.0  # seconds before restarting a worker that died young
 
 
 class Supervisor:
-    def __init__(self, config: Config, load_config: Callable[[], Config], rundir: RunDir,
-                 cache: CredentialCache | None):
+    def __init__(self, config: Config, load_config: Callable[[], Config],
+                 cache: CredentialCache | None, target: Target):
+        """``target(config, ready)`` is a worker's whole life: it raises if the worker cannot
+        start, calls ``ready()`` once it serves, and returns when the worker stops."""
         self.config = config
         self.load_config = load_config
-        self.rundir = rundir
         self.cache = cache
+        self.target = target
         self.workers: dict[int, float] = {}  # pid -> start time
         self.pending: list[int] = []
         self.ctl: socket.socket | None = None
@@ -50,9 +52,8 @@ class Supervisor:
     # -- the supervisor ---------------------------------------------------------------
 
     def run(self, ready: Callable[[], None] | None = None) -> int:
-        for sig in SIGNALS:
-            signal.signal(sig, lambda signum, frame: self.pending.append(signum))
         self.pending.extend(early_signals)
+        hold_signals(self.pending)
         self.ctl = control.listen(self.config.control_path)
         try:
             for _ in range(self.config.server.processes):
@@ -175,27 +176,25 @@ class Supervisor:
             os.close(r)
 
     def _worker(self, report: int) -> None:
+        started = False
+
+        def ready() -> None:
+            nonlocal started
+            started = True
+            _say(report, "ok")
+
         code = 1
         try:
             self.ctl.close()
             os.environ.pop("NOTIFY_SOCKET", None)  # only the supervisor talks to systemd
-            early_signals.clear()
-            for sig in SIGNALS:
-                signal.signal(sig, lambda signum, frame: early_signals.append(signum))
-            try:
-                server = Server(self.config, self.load_config, self.rundir.listen, self.cache)
-                server.prepare()
-            except Exception as exc:
-                _say(report, str(exc) if isinstance(exc, ConfigError) else repr(exc))
-                os._exit(1)
-
-            def ready() -> None:
-                _say(report, "ok")
-
-            run_loop(server.serve(ready))
+            hold_signals()
+            self.target(self.config, ready)
             code = 0
-        except BaseException:
-            log.exception("worker %d failed", os.getpid())
+        except BaseException as exc:
+            if not started:
+                _say(report, str(exc) if isinstance(exc, ConfigError) else repr(exc))
+            else:
+                log.exception("worker %d failed", os.getpid())
         finally:
             os._exit(code)
 

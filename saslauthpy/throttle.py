@@ -45,8 +45,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .backends.base import ConfigError
 from .config import fill_options
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .config import Config

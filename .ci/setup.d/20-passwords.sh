@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reference password-hashing tools the tests in tests/test_passwords.py run:
+# Reference password-hashing tools the tests in tests/integration/passwords/test_passwords.py run:
 # mkpasswd (whois), openssl passwd, slappasswd (slapd), doveadm pw (dovecot-core), and
 # libxcrypt itself (libcrypt1).  slapd and dovecot are only needed as tools: their
 # daemons are kept from starting during the install (a temporary policy-rc.d) and any

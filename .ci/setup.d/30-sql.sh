@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The sql backend's tests (tests/test_sql*.py, tests/test_import.py):
+# The sql backend's tests (tests/integration/sql/):
 # - PostgreSQL 15 (127.0.0.1:5432, trust) and MariaDB (127.0.0.1:3306, root without
 #   password) must be up: start them if they are not, and wait until they accept logins;
 # - initdb/pg_ctl (postgresql-15) and mariadb-install-db/mariadbd (mariadb-server): the

@@ -2,7 +2,7 @@
 # The ldap backend's tests: a private slapd (started by tests/ldap_server.py on loopback
 # ports from a temporary directory), the OpenLDAP client tools, openssl for the test CA,
 # the C saslauthd/testsaslauthd to compare answers with, and the SASL plugins (DIGEST-MD5,
-# PLAIN) that slapd needs for the SASL binds of tests/test_ldap_sasl.py.
+# PLAIN) that slapd needs for the SASL binds of tests/integration/ldap/test_ldap_sasl.py.
 # The system slapd is not used: if the package's postinst started it, stop it again.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark harness smoke test (tests/test_bench_smoke.py): gcc builds bench/loadgen.c,
+# Benchmark harness smoke test (tests/integration/bench/test_bench_smoke.py): gcc builds bench/loadgen.c,
 # the C saslauthd (sasl2-bin) is the reference, useradd/chpasswd make bench accounts,
 # matplotlib draws the plot; slapd/py-spy are only used by the full benchmark.
 set -euo pipefail

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
-from .base import ConfigError
-
-if TYPE_CHECKING:
-    from .base import Backend, Store
+from ..errors import ConfigError
 
 # mechanism name -> module under saslauthpy.backends
 MODULES = {
@@ -35,11 +31,13 @@ def _module(name: str):
         ) from exc
 
 
-def backend_class(name: str) -> type[Backend]:
+def backend_class(name: str) -> type:
+    """The ``Backend`` class of mechanism ``name`` (a ``base.Backend`` subclass)."""
     return _module(name).Backend
 
 
-def store_class(name: str) -> type[Store]:
+def store_class(name: str) -> type:
+    """The ``Store`` class of mechanism ``name`` (a ``base.Store`` subclass)."""
     mod = _module(name)
     if not hasattr(mod, "Store"):
         raise ConfigError(f"mechanism {name!r} keeps no users that saslauthpy-admin can manage")

@@ -29,10 +29,6 @@ if TYPE_CHECKING:
     from ..config import Config
 
 
-class ConfigError(Exception):
-    """A bad setting.  The message is one line naming the key and the fix."""
-
-
 class Result(enum.Enum):
     OK = "ok"
     FAIL = "fail"  # wrong password, disabled/expired/locked account
@@ -92,14 +88,6 @@ class User:
     enabled: bool = True
     created: str = ""
     changed: str = ""
-
-
-class UserExists(Exception):
-    pass
-
-
-class NoSuchUser(Exception):
-    pass
 
 
 class Store:

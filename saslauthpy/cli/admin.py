@@ -27,7 +27,8 @@ import sys
 
 from .. import config as configmod
 from ..backends import MODULES, store_class
-from ..backends.base import ConfigError, NoSuchUser, Store, UserExists
+from ..backends.base import Store
+from ..errors import ConfigError, NoSuchUser, UserExists
 
 
 class Fail(Exception):
@@ -161,7 +162,7 @@ def user_command(args: argparse.Namespace, config: configmod.Config) -> int:
                     print(f"{_name(u.login, u.realm)}{'' if u.enabled else '  (disabled)'}")
             return 0
         elif args.action == "import":
-            from ..importer import run_import
+            from ..backends.sql.importer import run_import
 
             imported, skipped = run_import(store, args.path, realm=args.realm)
             flush = control(config, {"cmd": "flush"})

@@ -8,8 +8,7 @@ import os
 import sys
 
 from .. import config as configmod
-from ..backends.base import ConfigError
-from ..rundir import AlreadyRunning
+from ..errors import AlreadyRunning, ConfigError
 
 
 def _setup_logging(foreground: bool, verbose: bool) -> None:
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"saslauthpy: {exc}", file=sys.stderr)
         return 1
 
-    from .. import server
+    from .. import launcher
 
     pipe = None
     if not config.foreground:
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     status = 1
     try:
-        return server.run(config, load, ready)
+        return launcher.run(config, load, ready)
     except AlreadyRunning as exc:
         msg, status = f"saslauthpy: {exc}\n", 2
     except ConfigError as exc:

@@ -1,0 +1,214 @@
+"""``-a pam``: PAM, in a small pool of worker processes.
+
+Service name = the request's service (``smtp``, ``imap`` ...); an empty one uses
+``other``'s stack via the service name ``other`` (libpam's own fallback for services
+without a file).  ``PAM_RHOST`` = the client address up to ``;``.  Then
+``pam_authenticate(PAM_SILENT)`` and ``pam_acct_mgmt(PAM_SILENT)``, as saslauthd.
+
+Two things saslauthd gets wrong and this does not:
+
+- The fail delay (pam_unix: about 2 s per wrong password) is taken over with
+  ``PAM_FAIL_DELAY``: the worker returns at once and the delay travels back in
+  ``Answer.delay``; the daemon waits it out asynchronously, holding no worker.
+- PAM modules run in worker *processes* (``pam.worker``): one that crashes or hangs
+  costs a TEMPFAIL for that request (after ``timeout``), the worker is killed and a
+  fresh one started; workers are also recycled after ``max_requests`` because some
+  modules leak (Dovecot does the same, with 100).
+
+Options (``[pam]``): ``workers`` (default: the daemon's thread count, ``-n``),
+``timeout`` (seconds one PAM call may take, default 30), ``max_requests`` (default 100),
+``default_service`` (for an empty service, default ``other``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+from ...errors import ConfigError
+from ...protocol import Request
+from .. import base
+from ..base import Answer, Result, tempfail
+from .worker import encode_request, frame
+
+RESULTS = {"ok": Result.OK, "fail": Result.FAIL, "unknown": Result.UNKNOWN,
+           "tempfail": Result.TEMPFAIL}
+MAX_DELAY = 30.0  # never trust a module asking for longer
+
+
+def _number(options: Mapping[str, Any], key: str, default: float, minimum: float) -> float:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise ConfigError(f"[pam] {key}: expected a number >= {minimum}, got {value!r}")
+    return value
+
+
+def worker_env() -> dict[str, str]:
+    """The daemon's environment, with this saslauthpy first on the worker's path."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[3])  # the directory holding saslauthpy/
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+class Worker:
+    """One worker process and the pipe pair to it."""
+
+    def __init__(self, proc: asyncio.subprocess.Process):
+        self.proc = proc
+        self.served = 0
+
+    @classmethod
+    async def start(cls) -> Worker:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "saslauthpy.backends.pam.worker",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=worker_env(),
+            start_new_session=True)  # a terminal's ^C goes to the daemon, not to workers
+        return cls(proc)
+
+    async def ask(self, payload: bytes) -> dict:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(frame(payload))
+        await self.proc.stdin.drain()
+        n = int.from_bytes(await self.proc.stdout.readexactly(4), "big")
+        return json.loads(await self.proc.stdout.readexactly(n))
+
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    def kill(self) -> None:
+        """SIGKILL to the whole group: helpers a module forked (pam_exec) go too."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    async def stop(self, kill: bool = False) -> None:
+        if self.alive():
+            if kill:
+                self.kill()
+            elif self.proc.stdin is not None:
+                self.proc.stdin.close()  # EOF: the worker exits after its current request
+        with contextlib.suppress(asyncio.TimeoutError, ProcessLookupError):
+            await asyncio.wait_for(self.proc.wait(), 5)
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+
+
+class WorkerPool:
+    """At most ``size`` workers, each serving one request at a time."""
+
+    def __init__(self, size: int, timeout: float, max_requests: int):
+        self.size = size
+        self.timeout = timeout
+        self.max_requests = max_requests
+        self._idle: list[Worker] = []
+        self._all: set[Worker] = set()
+        self._slots: asyncio.Semaphore | None = None
+        self._retiring: set[asyncio.Task] = set()  # recycled workers finishing
+        self.restarted = 0  # workers killed after a hang or crash
+
+    async def call(self, payload: bytes) -> dict | Answer:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.size)
+        async with self._slots:
+            worker = self._idle.pop() if self._idle else None
+            if worker is None or not worker.alive():
+                if worker is not None:
+                    self._all.discard(worker)  # it died while idle
+                worker = await Worker.start()
+                self._all.add(worker)
+            try:
+                answer = await asyncio.wait_for(worker.ask(payload), self.timeout)
+            except asyncio.CancelledError:  # its answer would come to the next request
+                self._all.discard(worker)
+                worker.kill()
+                raise
+            except TimeoutError:
+                await self._discard(worker)
+                return tempfail(f"PAM did not answer within {self.timeout:g} s "
+                                f"(worker killed and replaced)")
+            except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError,
+                    ValueError) as exc:
+                await self._discard(worker)
+                return tempfail(f"PAM worker died ({type(exc).__name__}, exit "
+                                f"{worker.proc.returncode}): a PAM module crashed")
+            worker.served += 1
+            if worker.served >= self.max_requests:
+                self._all.discard(worker)
+                task = asyncio.get_running_loop().create_task(worker.stop())
+                self._retiring.add(task)  # the loop keeps only a weak reference
+                task.add_done_callback(self._retiring.discard)
+            else:
+                self._idle.append(worker)
+            return answer
+
+    async def _discard(self, worker: Worker) -> None:
+        self.restarted += 1
+        self._all.discard(worker)
+        await worker.stop(kill=True)
+
+    def close(self) -> None:
+        for worker in self._all:
+            worker.kill()
+        self._all.clear()
+        self._idle.clear()
+
+
+class Backend(base.Backend):
+    name = "pam"
+
+    def __init__(self, config: Any, options: Mapping[str, Any]):
+        super().__init__(config, options)
+        workers = _number(options, "workers", getattr(config, "threads", 5) or 5, 1)
+        timeout = _number(options, "timeout", 30.0, 0.1)
+        max_requests = _number(options, "max_requests", 100, 1)
+        self.default_service = str(options.get("default_service", "other")) or "other"
+        unknown = set(options) - {"workers", "timeout", "max_requests", "default_service"}
+        if unknown:
+            raise ConfigError(f"[pam]: unknown key {sorted(unknown)[0]!r}; known keys: "
+                              "default_service, max_requests, timeout, workers")
+        self.pool = WorkerPool(int(workers), float(timeout), int(max_requests))
+
+    def payload(self, request: Request) -> bytes:
+        def enc(s: str) -> bytes:
+            return s.encode("utf-8", "surrogateescape")
+
+        rhost = request.client_addr.split(";", 1)[0]
+        return encode_request(enc(request.service or self.default_service), enc(request.login),
+                              request.password, enc(rhost))
+
+    async def authenticate(self, request: Request, pool: Executor) -> Answer:
+        reply = await self.pool.call(self.payload(request))
+        return reply if isinstance(reply, Answer) else self._answer(reply)
+
+    @staticmethod
+    def _answer(reply: dict) -> Answer:
+        result = RESULTS.get(reply.get("result"), Result.TEMPFAIL)
+        delay = min(max(float(reply.get("delay") or 0.0), 0.0), MAX_DELAY)
+        return Answer(result, str(reply.get("reason", "")), delay if result != Result.OK else 0)
+
+    def check(self, request: Request) -> Answer:
+        """Blocking form for tools without an event loop: one throw-away worker."""
+        try:
+            done = subprocess.run([sys.executable, "-m", "saslauthpy.backends.pam.worker"],
+                                  input=frame(self.payload(request)),
+                                  capture_output=True, timeout=self.pool.timeout,
+                                  env=worker_env())
+            reply = json.loads(done.stdout[4:])
+        except (subprocess.TimeoutExpired, ValueError) as exc:
+            return tempfail(f"PAM worker failed: {type(exc).__name__}")
+        return self._answer(reply)
+
+    def close(self) -> None:
+        self.pool.close()

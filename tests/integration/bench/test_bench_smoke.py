@@ -1,0 +1,39 @@
+"""Smoke test of the benchmark harness: it builds the load generator, starts the C
+saslauthd and saslauthpy, both answer correct logins, and the results table is written.
+Never a timing assertion (benchmarks are not tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_bench_harness_runs_both_daemons_and_writes_the_table(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    plot = tmp_path / "results.png"
+    raw = tmp_path / "rows.json"
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--scenarios", "1,5",
+         "--duration", "1", "--users", "2", "--idle", "50",
+         "--out", str(out), "--plot", str(plot), "--json", str(raw)],
+        capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr
+    rows = {(r["scenario"], r["daemon"]): r for r in json.loads(raw.read_text())}
+    for daemon in ("C saslauthd", "saslauthpy"):
+        row = rows[("1", daemon)]
+        assert row["error"] == "", row["error"]
+        hits = row["groups"]["hits"]
+        # Both daemons answered, and every answer was the expected OK.
+        assert hits["ok"] > 0 and hits["mismatch"] == 0, hits
+    ours_5 = rows[("5", "saslauthpy")]["groups"]["legit"]
+    assert ours_5["ok"] > 0, ours_5
+    text = out.read_text()
+    assert "| 1 | cache hits, 8 clients" in text
+    assert "C saslauthd" in text and "saslauthpy" in text and "nproc" in text
+    assert plot.exists() and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The bench accounts are gone again.
+    assert "sbench" not in Path("/etc/passwd").read_text()

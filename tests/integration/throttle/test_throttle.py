@@ -1,0 +1,330 @@
+"""Throttle: growth, cap, decay, same-password, success, memory bound, Redis sharing."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import threading
+import uuid
+
+import pytest
+
+from saslauthpy.errors import ConfigError
+from saslauthpy.protocol import Request
+from saslauthpy.throttle import Throttle
+
+KEY = os.urandom(32)
+
+
+def fp(password: str) -> bytes:
+    return hmac.new(KEY, password.encode(), hashlib.sha256).digest()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(clock: Clock, **options) -> Throttle:
+    base = {"base_delay": 1.0, "max_delay": 8.0, "decay": 30.0}
+    return Throttle(options={**base, **options}, clock=clock)
+
+
+def req(login: str = "alice", addr: str = "", realm: str = "") -> Request:
+    return Request(login, b"x", "smtp", realm, addr)
+
+
+def fail(t: Throttle, r: Request, password: str) -> None:
+    t.record(r, "fail", fp(password))
+
+
+def test_penalty_doubles_with_each_distinct_failure():
+    clock = Clock()
+    t = make(clock)
+    r = req()
+    assert t.penalty(r) == 0.0
+    delays = []
+    for i in range(4):
+        fail(t, r, f"guess{i}")
+        delays.append(t.penalty(r))
+    assert delays == [1.0, 2.0, 4.0, 8.0]
+
+
+def test_penalty_is_capped_at_max_delay():
+    clock = Clock()
+    t = make(clock, max_delay=5.0)
+    r = req()
+    for i in range(50):
+        fail(t, r, f"guess{i}")
+    assert t.penalty(r) == 5.0
+    # The level stops at the cap, so the tail after the attack is short: 1, 2, 4, 5 -> 4 levels.
+    clock.now += 4 * 30.0
+    assert t.penalty(r) == 0.0
+
+
+def test_penalty_decays_one_level_per_decay_period():
+    clock = Clock()
+    t = make(clock)
+    r = req()
+    for i in range(3):
+        fail(t, r, f"guess{i}")
+    assert t.penalty(r) == 4.0
+    clock.now += 29.9
+    assert t.penalty(r) == 4.0
+    clock.now += 0.2
+    assert t.penalty(r) == 2.0
+    clock.now += 30.0
+    assert t.penalty(r) == 1.0
+    clock.now += 30.0
+    assert t.penalty(r) == 0.0
+    # A new failure after decay starts from the decayed level.
+    fail(t, r, "again")
+    assert t.penalty(r) == 1.0
+
+
+def test_same_wrong_password_does_not_raise_the_penalty():
+    clock = Clock()
+    t = make(clock)
+    r = req()
+    fail(t, r, "stale-password")
+    for _ in range(20):
+        fail(t, r, "stale-password")
+    assert t.penalty(r) == 1.0
+    fail(t, r, "other")
+    assert t.penalty(r) == 2.0
+    # Alternating between two remembered wrong passwords is still no new information.
+    for _ in range(5):
+        fail(t, r, "stale-password")
+        fail(t, r, "other")
+    assert t.penalty(r) == 2.0
+
+
+def test_success_clears_the_user_penalty_but_not_the_address():
+    clock = Clock()
+    t = make(clock)
+    attacker = req("alice", "192.0.2.7;40000")
+    for i in range(3):
+        fail(t, attacker, f"guess{i}")
+    legit = req("alice", "198.51.100.1;5000")
+    assert t.penalty(legit) == 4.0  # user key
+    t.record(legit, "ok", fp("right"))
+    assert t.penalty(legit) == 0.0
+    # The attacking address keeps its penalty for every user it tries.
+    assert t.penalty(req("bob", "192.0.2.7;40001")) == 4.0
+    # ...and a success from the attacker's address does not wash it.
+    t.record(req("mallory", "192.0.2.7;40002"), "ok", fp("own"))
+    assert t.penalty(req("bob", "192.0.2.7;40003")) == 4.0
+
+
+def test_legitimate_user_under_attack_waits_at_most_the_cap():
+    clock = Clock()
+    t = make(clock, max_delay=3.0)
+    for i in range(100):
+        fail(t, req("alice", f"203.0.113.{i % 50};1"), f"guess{i}")
+    assert t.penalty(req("alice", "198.51.100.1;1")) == 3.0
+    assert t.penalty(req("alice")) == 3.0
+
+
+def test_address_penalty_spans_users_and_ipv6_is_grouped_by_prefix():
+    clock = Clock()
+    t = make(clock, per_user=False)
+    for i in range(2):
+        fail(t, req(f"user{i}", "2001:db8:1:2::5;993"), "pw")
+    # Same password for another user counts as a new guess at the address key.
+    assert t.penalty(req("zed", "2001:db8:1:2:ffff::9;1")) == 2.0
+    assert t.penalty(req("zed", "2001:db8:1:3::5;1")) == 0.0
+    # IPv4-mapped IPv6 is the IPv4 address; bracketed form accepted.
+    fail(t, req("u", "::ffff:192.0.2.1;1"), "pw")
+    assert t.penalty(req("v", "192.0.2.1;2")) == 1.0
+    assert t.penalty(req("v", "[::ffff:192.0.2.1];2")) == 1.0
+    # No or garbage address: no address key.
+    assert t.penalty(req("v", "")) == 0.0
+    assert t.penalty(req("v", "not-an-ip;1")) == 0.0
+
+
+def test_exempt_networks_and_unknown_users_and_tempfail():
+    clock = Clock()
+    t = make(clock, per_user=False, exempt=["10.0.0.0/8"])
+    fail(t, req("a", "10.1.2.3;1"), "pw")
+    assert t.penalty(req("a", "10.1.2.3;1")) == 0.0
+    t = make(clock)
+    r = req()
+    t.record(r, "unknown", fp("pw"))
+    assert t.penalty(r) == 1.0
+    t.record(r, "tempfail", fp("pw2"))
+    assert t.penalty(r) == 1.0
+
+
+def test_memory_is_bounded_least_recently_used_first():
+    clock = Clock()
+    t = make(clock, max_tracked=100)
+    for i in range(1000):
+        fail(t, req(f"spray{i}"), "pw")
+    assert t.tracked() == 100
+    assert t.penalty(req("spray999")) == 1.0
+    assert t.penalty(req("spray0")) == 0.0
+
+
+def test_disabled_throttle_never_delays():
+    clock = Clock()
+    t = make(clock, enabled=False)
+    for i in range(5):
+        fail(t, req(), f"g{i}")
+    assert t.penalty(req()) == 0.0
+    assert t.tracked() == 0
+
+
+@pytest.mark.parametrize("options, word", [
+    ({"base_dely": 1.0}, "base_dely"),
+    ({"max_delay": "3"}, "max_delay"),
+    ({"base_delay": 5.0, "max_delay": 1.0}, "max_delay"),
+    ({"decay": 0}, "decay"),
+    ({"exempt": ["nonsense"]}, "exempt"),
+    ({"redis": "http://x"}, "redis"),
+])
+def test_bad_settings_name_the_key(options, word):
+    with pytest.raises(ConfigError, match=word):
+        Throttle(options=options)
+
+
+def test_reads_the_throttle_table_from_config():
+    from saslauthpy.config import Config
+
+    cfg = Config(sections={"throttle": {"max_delay": 2.0, "base_delay": 0.5}})
+    t = Throttle(cfg)
+    assert t.opts.max_delay == 2.0 and t.opts.base_delay == 0.5
+    with pytest.raises(ConfigError, match="bogus"):
+        Throttle(Config(sections={"throttle": {"bogus": 1}}))
+
+
+# -- Redis-backed (real Redis on 127.0.0.1:6379) ------------------------------------------
+
+@pytest.fixture
+def redis_prefix():
+    import redis
+
+    prefix = f"saslauthpy-test-{uuid.uuid4().hex}:"
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    yield prefix
+    keys = list(client.scan_iter(match=prefix + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def test_redis_table_is_shared_between_instances(redis_prefix):
+    clock = Clock()
+    opts = {"redis": "redis://127.0.0.1:6379/0", "redis_prefix": redis_prefix,
+            "redis_timeout": 1.0}
+    host_a = make(clock, **opts)
+    host_b = make(clock, **opts)
+    r = req("alice", "192.0.2.9;1")
+    fail(host_a, r, "g1")
+    fail(host_b, r, "g2")
+    assert host_a.penalty(r) == 2.0 and host_b.penalty(r) == 2.0
+    fail(host_a, r, "g2")  # same password seen on the other host: no growth
+    assert host_b.penalty(r) == 2.0
+    assert host_a.tracked() == 0  # nothing kept locally while Redis answers
+    clock.now += 30.0
+    assert host_b.penalty(r) == 1.0
+    host_b.record(req("alice", "198.51.100.3;2"), "ok", fp("right"))
+    assert host_a.penalty(req("alice")) == 0.0
+    assert host_a.penalty(req("carol", "192.0.2.9;7")) == 1.0  # address: 2 levels, decayed 1
+    import redis
+
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    ttl = client.ttl(redis_prefix + "a:192.0.2.9")
+    client.close()
+    assert 0 < ttl <= 2 * 30
+    host_a.close()
+    host_b.close()
+
+
+def test_redis_down_falls_back_to_local_without_blocking():
+    import time
+
+    clock = Clock()
+    # Nothing listens on port 1: connection refused at once.
+    t = make(clock, redis="redis://127.0.0.1:1/0", redis_timeout=0.2, redis_retry=60.0)
+    r = req()
+    started = time.monotonic()
+    assert t.penalty(r) == 0.0
+    fail(t, r, "g1")
+    fail(t, r, "g2")
+    assert t.penalty(r) == 2.0
+    assert time.monotonic() - started < 1.0
+    assert t.tracked() == 1
+    t.close()
+
+
+async def _async_roundtrip(t: Throttle) -> float:
+    r = req("dave")
+    await t.record_async(r, "fail", fp("g"))
+    return await t.penalty_async(r)
+
+
+def test_async_variants_use_redis_off_the_event_loop(redis_prefix):
+    import asyncio
+
+    clock = Clock()
+    t = make(clock, redis="redis://127.0.0.1:6379/0", redis_prefix=redis_prefix,
+             redis_timeout=1.0)
+    assert asyncio.run(_async_roundtrip(t)) == 1.0
+    t.close()
+
+
+def test_non_utf8_login_is_shared_through_redis(redis_prefix):
+    """A login is whatever bytes the client sent (decoded with surrogateescape).  It used to
+    fail to encode as a Redis key, which counted as Redis being down: the host fell back to
+    its local table for redis_retry seconds, for every user."""
+    clock = Clock()
+    opts = {"redis": "redis://127.0.0.1:6379/0", "redis_prefix": redis_prefix,
+            "redis_timeout": 1.0, "redis_retry": 60.0}
+    host_a = make(clock, **opts)
+    host_b = make(clock, **opts)
+    odd = req(b"m\xfcller".decode("utf-8", "surrogateescape"), "192.0.2.20;1")
+    fail(host_a, odd, "g1")
+    assert host_b.penalty(odd) == 1.0
+    assert host_a.tracked() == 0  # nothing fell back to the local table
+    fail(host_a, req("bob"), "g1")  # and Redis is still in use for everyone else
+    assert host_b.penalty(req("bob")) == 1.0
+    host_a.close()
+    host_b.close()
+
+
+class ThreadProbe(Throttle):
+    """Notes which threads touch the local table (it is not locked: one thread only)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.threads: set[str] = set()
+
+    def _load(self, keys):
+        self.threads.add(threading.current_thread().name)
+        return super()._load(keys)
+
+    def _fail(self, key, fp, now):
+        self.threads.add(threading.current_thread().name)
+        super()._fail(key, fp, now)
+
+
+def test_with_redis_down_the_table_is_still_used_from_one_thread():
+    """The async calls used to run on the event loop once Redis was marked down, while the
+    Redis thread could still be writing the same local table."""
+    import asyncio
+
+    async def run(t: Throttle) -> float:
+        r = req("erin")
+        for i in range(3):
+            await t.record_async(r, "fail", fp(f"g{i}"))
+        return await t.penalty_async(r)
+
+    t = ThreadProbe(options={"redis": "redis://127.0.0.1:1/0", "redis_timeout": 0.2,
+                             "redis_retry": 60.0}, clock=Clock())
+    assert asyncio.run(run(t)) == 4.0
+    assert {name.split("_")[0] for name in t.threads} == {"throttle-redis"}
+    t.close()
