@@ -17,15 +17,9 @@ import time
 from typing import TextIO
 
 from .authenticator import Decision
-from .config import AuditOptions
+from .config import SYSLOG_FACILITIES, AuditOptions
 
 log = logging.getLogger("saslauthpy")
-
-_FACILITY = {
-    "auth": syslog.LOG_AUTH, "authpriv": syslog.LOG_AUTHPRIV, "daemon": syslog.LOG_DAEMON,
-    "mail": syslog.LOG_MAIL, "user": syslog.LOG_USER,
-    **{f"local{i}": getattr(syslog, f"LOG_LOCAL{i}") for i in range(8)},
-}
 
 
 def record(d: Decision, pid: int = 0) -> dict:
@@ -57,7 +51,7 @@ class Audit:
         self._failing = False
         self._pid = os.getpid()
         if options.syslog:
-            syslog.openlog("saslauthpy", syslog.LOG_PID, _FACILITY[options.facility.lower()])
+            syslog.openlog("saslauthpy", syslog.LOG_PID, SYSLOG_FACILITIES[options.facility])
         self.reopen()
 
     def reopen(self) -> None:

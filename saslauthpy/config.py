@@ -1,74 +1,140 @@
 """One ``Config`` from a TOML file and saslauthd's command-line flags.
 
 Flags win over the file, so ``saslauthpy -a pam -c -m /run/saslauthd`` means
-exactly what it meant to saslauthd.  Every mistake raises ``ConfigError`` with
-one line naming the key and the fix; the daemon refuses to start (or, on
-SIGHUP, keeps its old configuration).
-
-Backends, the throttle and the metrics listener read their own TOML table
-(``[sql]``, ``[ldap]``, ``[throttle]`` ...) from ``Config.sections``.
+exactly what it meant to saslauthd.  Every table of the file is a dataclass here
+(backends' tables: the ``Options`` of their module), filled by ``options.load``;
+every mistake raises ``ConfigError`` with one line naming the key and the fix, and
+the daemon refuses to start (or, on SIGHUP, keeps its old configuration).
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import syslog
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
-from .backends import MODULES
+from .backends import MODULES, options_class
 from .errors import ConfigError
+from .options import keys, load, option, unknown_key
 
 DEFAULT_CONFIG = "/etc/saslauthpy/saslauthpy.toml"
 DEFAULT_RUN_DIR = "/run/saslauthd"
 DEFAULT_MECHANISM = "sql"
 CACHE_BUCKET_BYTES = 96  # saslauthd's bucket size, used to turn -s KB into a number of entries
 
+SYSLOG_FACILITIES = {
+    "auth": syslog.LOG_AUTH, "authpriv": syslog.LOG_AUTHPRIV, "daemon": syslog.LOG_DAEMON,
+    "mail": syslog.LOG_MAIL, "user": syslog.LOG_USER,
+    **{f"local{i}": getattr(syslog, f"LOG_LOCAL{i}") for i in range(8)},
+}
+
 
 @dataclass
 class ServerOptions:
-    socket_mode: int = 0o777  # saslauthd's; access is controlled by the run directory's mode
-    dir_mode: int = 0o755
-    socket_group: str = ""  # chgrp the socket and run dir to this group (e.g. "sasl")
-    max_field: int = 256
-    read_timeout: float = 10.0  # seconds a client has to send its whole request
-    max_connections: int = 4096  # beyond this the oldest unfinished connection is dropped
-    shutdown_grace: float = 10.0  # seconds SIGTERM waits for requests in flight
-    processes: int = 1  # event-loop processes sharing the socket and the cache (0 = one per CPU)
-    reveal_reasons: bool = False  # tell "unknown user" from "wrong password" in replies
+    socket_mode: int = option(0o777, "mode of the socket (saslauthd's; access is controlled "
+                              "by the run directory's mode)")
+    dir_mode: int = option(0o755, "mode of the run directory when the daemon creates it")
+    socket_group: str = option("", "group of the socket and of a new run directory (e.g. "
+                               "\"sasl\")")
+    max_field: int = option(256, "bytes per request field, as saslauthd (longer: \"NO \")",
+                            min=1, max=65535)
+    read_timeout: float = option(10.0, "seconds a client has to send its whole request",
+                                 positive=True, duration=True)
+    max_connections: int = option(4096, "beyond this the oldest unfinished connection is "
+                                  "dropped", min=1)
+    shutdown_grace: float = option(10.0, "seconds SIGTERM waits for requests in flight",
+                                   duration=True)
+    processes: int = option(1, "event-loop processes sharing the socket and the cache "
+                            "(0 = one per CPU)")
+    reveal_reasons: bool = option(False, "tell \"unknown user\" from \"wrong password\" in "
+                                  "replies")
 
 
 @dataclass
 class CacheOptions:
-    enabled: bool = False
-    max_entries: int = 10266  # saslauthd's default table: 1711 slots x 6 buckets
-    ttl: float = 28800.0
-    negative_ttl: float = 0.0  # > 0 remembers a failed (login, password) pair this long
+    enabled: bool = option(False, "the credential cache (-c)")
+    max_entries: int = option(10266, "entries (saslauthd's default table: 1711 slots x 6 "
+                              "buckets; -s)", min=1)
+    ttl: float = option(28800.0, "seconds an entry lives (-t)", duration=True)
+    negative_ttl: float = option(0.0, "> 0 remembers a failed (login, password) pair this "
+                                 "long", duration=True)
 
 
 @dataclass
 class AuditOptions:
-    file: str = ""  # JSON lines; empty = none
-    syslog: bool = True
-    facility: str = "auth"
+    file: str = option("", "JSON-lines audit file; empty = none")
+    syslog: bool = option(True, "failures to syslog (successes too with -V)")
+    facility: str = option("auth", "syslog facility", choices=SYSLOG_FACILITIES)
+
+
+@dataclass
+class ThrottleOptions:
+    enabled: bool = option(True, "brute-force penalties on")
+    base_delay: float = option(1.0, "seconds at the first counted failure", duration=True)
+    max_delay: float = option(8.0, "cap for any single request, whoever caused the penalty",
+                              duration=True)
+    decay: float = option(30.0, "seconds without a failure for a key to drop one level",
+                          positive=True, duration=True)
+    per_user: bool = option(True, "a penalty per (login, realm)")
+    per_address: bool = option(True, "a penalty per client address")
+    ipv6_prefix: int = option(64, "IPv6 addresses share a penalty per network of this "
+                              "prefix", min=1, max=128)
+    exempt: list[str] = option([], "networks never penalised by address (e.g. "
+                               "[\"10.0.0.0/8\"])")
+    max_tracked: int = option(100_000, "keys kept in memory (least recently used dropped)",
+                              min=1)
+    redis: str = option("", "redis://host:port/db to share the penalty table across hosts")
+    redis_prefix: str = option("saslauthpy:throttle:", "prefix of the keys in Redis")
+    redis_timeout: float = option(0.05, "seconds per Redis round trip before falling back to "
+                                  "the local table", duration=True)
+    redis_retry: float = option(5.0, "seconds to stay on the local table after a Redis error",
+                                duration=True)
+
+    def __post_init__(self) -> None:
+        if self.max_delay < self.base_delay:
+            raise ConfigError("[throttle] max_delay: must be at least base_delay")
+        if self.redis and not self.redis.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"[throttle] redis: {self.redis!r} is not a redis:// URL")
+        for net in self.exempt:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"[throttle] exempt: {net!r} is not a network like 10.0.0.0/8") from None
+
+
+@dataclass
+class MetricsOptions:
+    listen: str = option("", "\"HOST:PORT\" or \"unix:/PATH\" to serve /metrics on; empty "
+                         "= off")
+    socket_mode: int = option(0o660, "mode of the UNIX socket")
+    max_services: int = option(32, "distinct service labels before \"other\"")
 
 
 @dataclass
 class Config:
-    mechanisms: list[str] = field(default_factory=lambda: [DEFAULT_MECHANISM])
-    mech_options: str = ""  # -O
-    run_dir: str = DEFAULT_RUN_DIR
-    threads: int = 5
-    realm_join: bool = False  # -r
-    foreground: bool = False
-    verbose: bool = False
-    config_file: str = ""
+    mechanisms: list[str] = option([DEFAULT_MECHANISM], "-a; a list is a chain")
+    mech_options: str = option("", "-O: saslauthd.conf for ldap, the path for sasldb")
+    run_dir: str = option(DEFAULT_RUN_DIR, "-m: socket mux, pid file, control socket")
+    threads: int = option(5, "-n: threads in each backend's pool for blocking checks; 0 "
+                          "means 1")
+    realm_join: bool = option(False, "-r: check login@realm")
+    verbose: bool = option(False, "-V: successes are logged too")
+    foreground: bool = option(False, "-f", in_file=False)
+    config_file: str = option("", "--config", in_file=False)
     server: ServerOptions = field(default_factory=ServerOptions)
     cache: CacheOptions = field(default_factory=CacheOptions)
     audit: AuditOptions = field(default_factory=AuditOptions)
-    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    throttle: ThrottleOptions = field(default_factory=ThrottleOptions)
+    metrics: MetricsOptions = field(default_factory=MetricsOptions)
+    # each backend table given: its module's Options, or the raw table when that module
+    # cannot be imported (it is checked, with the install hint, if the backend is used)
+    backends: dict[str, Any] = option({}, in_file=False)
 
     @property
     def socket_path(self) -> str:
@@ -82,46 +148,19 @@ class Config:
     def control_path(self) -> str:
         return os.path.join(self.run_dir, "saslauthpy.control")
 
-    def section(self, name: str) -> dict[str, Any]:
-        return self.sections.get(name, {})
+    def section(self, name: str) -> Any:
+        """Backend ``name``'s options (None: its defaults)."""
+        return self.backends.get(name)
 
 
-# Tables read by modules other than config.py itself.
-OTHER_SECTIONS = {"throttle", "metrics"}
-TOP_LEVEL = {"mechanisms", "mech_options", "run_dir", "threads", "realm_join", "verbose"}
-
-
-def fill_options(obj: Any, table: dict[str, Any], where: str) -> None:
-    """Set dataclass fields from a TOML table, checking names and types."""
-    known = {f.name: f for f in fields(obj)}
-    for key, value in table.items():
-        if key not in known:
-            raise ConfigError(
-                f"{where}{key}: unknown key {key!r}; known keys: {', '.join(sorted(known))}"
-            )
-        current = getattr(obj, key)
-        if key.endswith("_mode") and isinstance(value, str):
-            try:
-                value = int(value, 8)
-            except ValueError:
-                raise ConfigError(f"{where}{key}: {value!r} is not an octal mode like \"0660\"")
-        elif isinstance(current, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}{key}: expected true or false, got {value!r}")
-        elif isinstance(current, (int, float)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{where}{key}: expected a number, got {value!r}")
-            if value < 0:
-                raise ConfigError(f"{where}{key}: must not be negative, got {value!r}")
-            if isinstance(current, int) and not isinstance(current, bool):
-                if value != int(value):
-                    raise ConfigError(f"{where}{key}: expected a whole number, got {value!r}")
-                value = int(value)
-            else:
-                value = float(value)
-        elif isinstance(current, str) and not isinstance(value, str):
-            raise ConfigError(f"{where}{key}: expected a string, got {value!r}")
-        setattr(obj, key, value)
+def load_backend_table(name: str, table: Any, where: str) -> Any:
+    try:
+        cls = options_class(name)
+    except ConfigError:  # not installed: unusable anyway, and refused if it is used
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where.rstrip('. ')}: must be a table")
+        return table
+    return load(cls, table, where)
 
 
 def load_toml(path: str) -> Config:
@@ -134,27 +173,14 @@ def load_toml(path: str) -> Config:
         raise ConfigError(f"config file {path} is not readable by uid {os.getuid()}")
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}")
-    cfg = Config(config_file=path)
-    for key, value in data.items():
-        if key in ("server", "cache", "audit"):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{path}: [{key}] must be a table")
-            fill_options(getattr(cfg, key), value, f"{path}: [{key}].")
-        elif key in MODULES or key in OTHER_SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{path}: [{key}] must be a table")
-            cfg.sections[key] = value
-        elif key == "mechanisms":
-            if isinstance(value, str):
-                value = [value]
-            if not value or not all(isinstance(v, str) and v for v in value):
-                raise ConfigError(f'{path}: mechanisms must be a list of names like ["sql"]')
-            cfg.mechanisms = [v.lower() for v in value]
-        elif key in TOP_LEVEL:
-            fill_options(cfg, {key: value}, f"{path}: ")
-        else:
-            known = sorted(TOP_LEVEL | {"server", "cache", "audit"} | set(MODULES) | OTHER_SECTIONS)
-            raise ConfigError(f"{path}: unknown key {key!r}; known keys: {', '.join(known)}")
+    own = keys(Config)
+    for key in data:
+        if key not in own and key not in MODULES:
+            raise unknown_key(f"{path}: ", key, [*own, *MODULES])
+    cfg = load(Config, {k: v for k, v in data.items() if k not in MODULES}, f"{path}: ")
+    cfg.config_file = path
+    cfg.backends = {name: load_backend_table(name, table, f"{path}: [{name}].")
+                    for name, table in data.items() if name in MODULES}
     return cfg
 
 
@@ -232,34 +258,21 @@ def from_args(args: argparse.Namespace) -> Config:
 
 
 def validate(cfg: Config) -> None:
+    cfg.mechanisms = [name.lower() for name in cfg.mechanisms]
     for name in cfg.mechanisms:
         if name not in MODULES:
             raise ConfigError(
                 f"unknown mechanism {name!r}: choose among {', '.join(sorted(MODULES))}"
             )
+    if not cfg.mechanisms:
+        raise ConfigError('mechanisms: give at least one, e.g. ["sql"]')
     if cfg.threads == 0:
         cfg.threads = 1  # saslauthd's -n 0 forks per connection; one pool thread is the nearest
-    if cfg.server.max_field < 1 or cfg.server.max_field > 65535:
-        raise ConfigError("[server] max_field: must be between 1 and 65535 bytes")
-    if cfg.server.read_timeout <= 0:
-        raise ConfigError("[server] read_timeout: must be positive seconds")
     if cfg.server.processes == 0:
         cfg.server.processes = os.cpu_count() or 1
-    if cfg.server.processes > 1 and cfg.sections.get("metrics"):
+    if cfg.server.processes > 1 and cfg.metrics.listen:
         raise ConfigError("[metrics] needs [server] processes = 1: each process counts apart, "
                           "and one listener cannot see the others' counters yet")
-    if cfg.server.max_connections < 1:
-        raise ConfigError("[server] max_connections: must be at least 1")
-    if cfg.cache.max_entries < 1:
-        raise ConfigError("[cache] max_entries: must be at least 1")
-    if cfg.audit.facility.lower() not in _FACILITIES:
-        raise ConfigError(
-            f"[audit] facility: {cfg.audit.facility!r} is not a syslog facility "
-            f"({', '.join(sorted(_FACILITIES))})"
-        )
-
-
-_FACILITIES = {"auth", "authpriv", "daemon", "mail", "user"} | {f"local{i}" for i in range(8)}
 
 
 def version_text() -> str:

@@ -34,8 +34,6 @@ import contextlib
 import logging
 import os
 import stat
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import (
@@ -48,13 +46,11 @@ from prometheus_client import (
 )
 
 from . import __version__
-from .config import fill_options
 from .errors import ConfigError
 
 log = logging.getLogger("saslauthpy")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-DEFAULT_MAX_SERVICES = 32
 MAX_SERVICE_LABEL = 32
 # Cache hits take microseconds, backends (PAM fail delay, LDAP, bcrypt) up to seconds.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -98,27 +94,14 @@ class Listen:
         self.port = int(port)
 
 
-@dataclass
-class MetricsOptions:
-    listen: str = ""
-    socket_mode: int = 0o660  # UNIX socket only; "0660" in the file
-    max_services: int = DEFAULT_MAX_SERVICES
-
-
-def _options(table: Mapping[str, Any]) -> tuple[Listen | None, int, int]:
-    opts = MetricsOptions()
-    fill_options(opts, dict(table), "[metrics] ")
-    if not 0 <= opts.socket_mode <= 0o777:
-        raise ConfigError(f"[metrics] socket_mode: {opts.socket_mode:#o} is not a mode")
-    listen = Listen(opts.listen) if opts.listen.strip() else None
-    return listen, opts.socket_mode, opts.max_services
-
-
 class Metrics:
     """Counters for one daemon; ``observe()`` is called once per answered request."""
 
     def __init__(self, config: Any):
-        self.listen, self.socket_mode, self.max_services = _options(config.section("metrics"))
+        opts = config.metrics
+        self.listen = Listen(opts.listen) if opts.listen.strip() else None
+        self.socket_mode = opts.socket_mode
+        self.max_services = opts.max_services
         self.count_cache = config.cache.enabled
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
@@ -148,10 +131,6 @@ class Metrics:
         self._services: set[str] = set()
         self._error_children: dict[tuple[str, ...], Any] = {}
         self._server: asyncio.AbstractServer | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return self.listen is not None
 
     # -- the hot path -------------------------------------------------------------
 

@@ -36,6 +36,11 @@ def backend_class(name: str) -> type:
     return _module(name).Backend
 
 
+def options_class(name: str) -> type:
+    """The dataclass of mechanism ``name``'s TOML table (``[name]``)."""
+    return backend_class(name).Options
+
+
 def store_class(name: str) -> type:
     """The ``Store`` class of mechanism ``name`` (a ``base.Store`` subclass)."""
     mod = _module(name)

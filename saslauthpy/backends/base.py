@@ -5,10 +5,14 @@ realm, client address), is it OK, a wrong password (FAIL), an unknown user (so
 the next backend in the chain may try) or a temporary failure (the backend is
 unreachable: never cached, audited as such)?
 
-Most backends only implement ``check()``, a plain blocking method that the
-daemon runs in its bounded worker pool.  A backend that has its own way of
-waiting (PAM's fail delay, a subprocess) overrides the coroutine
-``authenticate()`` instead.
+The daemon only ever calls the coroutine ``authenticate(request)``.  Most
+backends implement ``check()``, a plain blocking method that ``authenticate``
+runs in the backend's own bounded thread pool (``-n`` threads, made on first
+use).  A backend that has its own way of waiting (PAM's worker processes)
+overrides ``authenticate()`` instead and never makes that pool.
+
+Each backend module declares its TOML table as a dataclass, ``Options`` (read by
+``options.load``: see options.py); the backend gets it typed as ``self.options``.
 
 A backend that also stores users (the SQL table, sasldb) provides a ``Store``
 for ``saslauthpy-admin``.
@@ -19,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..options import load
 from ..protocol import Request
 
 if TYPE_CHECKING:
@@ -52,33 +57,48 @@ def tempfail(reason: str) -> Answer:
     return Answer(Result.TEMPFAIL, reason)
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """The table of a backend that takes no keys: any key in it is refused."""
+
+
 class Backend:
-    """Base class: subclasses set ``name`` and implement ``check`` (or ``authenticate``)."""
+    """Base class: subclasses set ``name`` and ``Options`` and implement ``check`` (or
+    ``authenticate``)."""
 
     name = "base"
+    Options: type = NoOptions
 
-    def __init__(self, config: Config, options: Mapping[str, Any]):
-        """``options`` is this backend's TOML table (``[name]``), possibly empty.
+    def __init__(self, config: Config, options: Mapping[str, Any] | Any = None):
+        """``options``: this backend's ``Options``, or its TOML table (``[name]``) as a
+        mapping (checked here), or None for the defaults.
 
         Validate everything here and raise ``ConfigError`` with one clear line:
         a bad setting must stop the start, not fail every login later.
         """
         self.config = config
-        self.options = options
+        self.options = load(self.Options, options, f"[{self.name}] ")
+        self._pool: ThreadPoolExecutor | None = None
 
     def open(self) -> None:
         """Connect what must be connected; raise ``ConfigError`` if it cannot work at all."""
 
     def check(self, request: Request) -> Answer:
-        """Blocking check, run in the worker pool.  Must not raise for a user's input."""
+        """Blocking check, run in this backend's pool.  Must not raise for a user's input."""
         raise NotImplementedError
 
-    async def authenticate(self, request: Request, pool: Executor) -> Answer:
+    async def authenticate(self, request: Request) -> Answer:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=max(1, self.config.threads),
+                                            thread_name_prefix=f"saslauthpy-{self.name}")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(pool, self.check, request)
+        return await loop.run_in_executor(self._pool, self.check, request)
 
     def close(self) -> None:
-        """Release connections; called after the last request this backend serves."""
+        """Release connections; called after the last request this backend serves.
+        Subclasses that override it call ``super().close()`` (it ends the pool)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +114,14 @@ class Store:
     """User management for ``saslauthpy-admin``.  Passwords arrive in clear; each store
     decides how to keep them (the SQL table hashes, sasldb keeps cleartext as saslauthd does).
 
-    Constructed like a backend: ``Store(config, options)`` with the backend's TOML table."""
+    Constructed like a backend: ``Store(config, options)`` with the backend's options."""
 
-    def __init__(self, config: Config, options: Mapping[str, Any]):
+    name = "base"
+    Options: type = NoOptions
+
+    def __init__(self, config: Config, options: Mapping[str, Any] | Any = None):
         self.config = config
-        self.options = options
+        self.options = load(self.Options, options, f"[{self.name}] ")
 
     def add(self, login: str, realm: str, password: bytes) -> None:
         raise NotImplementedError

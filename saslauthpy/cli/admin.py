@@ -29,6 +29,7 @@ from .. import config as configmod
 from ..backends import MODULES, store_class
 from ..backends.base import Store
 from ..errors import ConfigError, NoSuchUser, UserExists
+from ..options import load
 
 
 class Fail(Exception):
@@ -86,13 +87,13 @@ def open_store(args: argparse.Namespace, config: configmod.Config) -> Store:
         name = next((m for m in config.mechanisms if m in ("sql", "sasldb")), "sql")
     if name not in MODULES:
         raise Fail(f"--store {name}: unknown store; use sql or sasldb")
-    options = dict(config.section(name))
+    cls = store_class(name)
+    options = load(cls.Options, config.section(name), f"[{name}] ")
     if args.file:
-        if name == "sql":
-            options["url"] = "sqlite:///" + os.path.abspath(args.file)
-        else:
-            options["path"] = args.file
-    return store_class(name)(config, options)
+        key = "url" if name == "sql" else "path"
+        value = "sqlite:///" + os.path.abspath(args.file) if name == "sql" else args.file
+        options = dataclasses.replace(options, **{key: value})
+    return cls(config, options)
 
 
 def read_password(from_stdin: bool) -> bytes:

@@ -53,7 +53,7 @@ from .pool import (
     service_identity,
     short_error,
 )
-from .settings import escape_dn_value, expand, load_settings
+from .settings import Options, escape_dn_value, expand, load_settings
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -77,10 +77,11 @@ class NotFound(Exception):
 
 class Backend(base.Backend):
     name = "ldap"
+    Options = Options
 
-    def __init__(self, config: Config, options: Mapping[str, Any]):
+    def __init__(self, config: Config, options: Mapping[str, Any] | Options | None = None):
         super().__init__(config, options)
-        self.s = load_settings(config, options)
+        self.s = load_settings(config, self.options)
         self.directory = Directory(self.s)
         try:
             self.service_identity = service_identity(self.s)
@@ -113,6 +114,7 @@ class Backend(base.Backend):
         self.service.add(conn)
 
     def close(self) -> None:
+        super().close()
         self.service.drop_idle()
         self.users.drop_idle()
 

@@ -15,9 +15,7 @@ Two things saslauthd gets wrong and this does not:
   fresh one started; workers are also recycled after ``max_requests`` because some
   modules leak (Dovecot does the same, with 100).
 
-Options (``[pam]``): ``workers`` (default: the daemon's thread count, ``-n``),
-``timeout`` (seconds one PAM call may take, default 30), ``max_requests`` (default 100),
-``default_service`` (for an empty service, default ``other``).
+Options: the ``[pam]`` table, ``Options`` below.
 """
 
 from __future__ import annotations
@@ -27,14 +25,13 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Mapping
-from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...errors import ConfigError
+from ...options import option
 from ...protocol import Request
 from .. import base
 from ..base import Answer, Result, tempfail
@@ -45,11 +42,15 @@ RESULTS = {"ok": Result.OK, "fail": Result.FAIL, "unknown": Result.UNKNOWN,
 MAX_DELAY = 30.0  # never trust a module asking for longer
 
 
-def _number(options: Mapping[str, Any], key: str, default: float, minimum: float) -> float:
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise ConfigError(f"[pam] {key}: expected a number >= {minimum}, got {value!r}")
-    return value
+@dataclass(frozen=True)
+class Options:
+    """The ``[pam]`` table."""
+
+    workers: int | None = option(None, "PAM worker processes (default: -n)", min=1)
+    timeout: float = option(30.0, "seconds one PAM call may take before its worker is "
+                            "killed", min=0.1, duration=True)
+    max_requests: int = option(100, "requests a worker serves before it is replaced", min=1)
+    default_service: str = option("other", "PAM service for a request without one")
 
 
 def worker_env() -> dict[str, str]:
@@ -116,7 +117,6 @@ class WorkerPool:
         self._all: set[Worker] = set()
         self._slots: asyncio.Semaphore | None = None
         self._retiring: set[asyncio.Task] = set()  # recycled workers finishing
-        self.restarted = 0  # workers killed after a hang or crash
 
     async def call(self, payload: bytes) -> dict | Answer:
         if self._slots is None:
@@ -154,7 +154,6 @@ class WorkerPool:
             return answer
 
     async def _discard(self, worker: Worker) -> None:
-        self.restarted += 1
         self._all.discard(worker)
         await worker.stop(kill=True)
 
@@ -167,18 +166,13 @@ class WorkerPool:
 
 class Backend(base.Backend):
     name = "pam"
+    Options = Options
 
-    def __init__(self, config: Any, options: Mapping[str, Any]):
+    def __init__(self, config: Any, options: Mapping[str, Any] | Options | None = None):
         super().__init__(config, options)
-        workers = _number(options, "workers", getattr(config, "threads", 5) or 5, 1)
-        timeout = _number(options, "timeout", 30.0, 0.1)
-        max_requests = _number(options, "max_requests", 100, 1)
-        self.default_service = str(options.get("default_service", "other")) or "other"
-        unknown = set(options) - {"workers", "timeout", "max_requests", "default_service"}
-        if unknown:
-            raise ConfigError(f"[pam]: unknown key {sorted(unknown)[0]!r}; known keys: "
-                              "default_service, max_requests, timeout, workers")
-        self.pool = WorkerPool(int(workers), float(timeout), int(max_requests))
+        o = self.options
+        self.default_service = o.default_service or "other"
+        self.pool = WorkerPool(o.workers or max(1, config.threads), o.timeout, o.max_requests)
 
     def payload(self, request: Request) -> bytes:
         def enc(s: str) -> bytes:
@@ -188,7 +182,7 @@ class Backend(base.Backend):
         return encode_request(enc(request.service or self.default_service), enc(request.login),
                               request.password, enc(rhost))
 
-    async def authenticate(self, request: Request, pool: Executor) -> Answer:
+    async def authenticate(self, request: Request) -> Answer:
         reply = await self.pool.call(self.payload(request))
         return reply if isinstance(reply, Answer) else self._answer(reply)
 
@@ -198,17 +192,6 @@ class Backend(base.Backend):
         delay = min(max(float(reply.get("delay") or 0.0), 0.0), MAX_DELAY)
         return Answer(result, str(reply.get("reason", "")), delay if result != Result.OK else 0)
 
-    def check(self, request: Request) -> Answer:
-        """Blocking form for tools without an event loop: one throw-away worker."""
-        try:
-            done = subprocess.run([sys.executable, "-m", "saslauthpy.backends.pam.worker"],
-                                  input=frame(self.payload(request)),
-                                  capture_output=True, timeout=self.pool.timeout,
-                                  env=worker_env())
-            reply = json.loads(done.stdout[4:])
-        except (subprocess.TimeoutExpired, ValueError) as exc:
-            return tempfail(f"PAM worker failed: {type(exc).__name__}")
-        return self._answer(reply)
-
     def close(self) -> None:
+        super().close()
         self.pool.close()

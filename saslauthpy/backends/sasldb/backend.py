@@ -6,10 +6,8 @@ default ``-u``); login and realm are case-sensitive; the stored password is comp
 constant time.  The file is Berkeley DB, GDBM or LMDB, told apart by its magic bytes
 (see ``files``).
 
-Options (``[sasldb]`` table): ``path`` (else ``-O``, else ``/etc/sasldb2``); for the
-admin store ``format`` of a new file (``berkeley``, ``gdbm`` or ``lmdb``; default
-``berkeley`` as Debian's saslpasswd2), ``backup`` (keep ``PATH.bak``, the version
-before the last change) and ``mode`` (of a new file, default ``"0640"``).
+Options: the ``[sasldb]`` table, ``Options`` below (``format``, ``backup`` and ``mode``
+are for the admin store).
 
 Never a torn read: Berkeley DB and GDBM files are rewritten into a copy that replaces
 the original by ``rename()``, and every lookup opens the file anew (as cyrus-sasl
@@ -26,9 +24,11 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ...errors import ConfigError, NoSuchUser, UserExists
+from ...errors import NoSuchUser, UserExists
+from ...options import option
 from ...protocol import Request
 from .. import base
 from ..base import OK, UNKNOWN, Answer, User, tempfail
@@ -41,10 +41,27 @@ from .files import (
     make_key,
     open_db,
     parse_key,
-    path_from,
 )
 
 OPEN_RETRIES = 3  # a file rewritten in place by saslpasswd2 may be caught mid-write
+DEFAULT_PATH = "/etc/sasldb2"  # saslpasswd2's
+
+
+@dataclass(frozen=True)
+class Options:
+    """The ``[sasldb]`` table."""
+
+    path: str = option("", f"the sasldb file (default: -O, else {DEFAULT_PATH})")
+    format: str = option("berkeley", "format of a file saslauthpy-admin creates",
+                         choices=FORMATS)
+    backup: bool = option(False, "saslauthpy-admin keeps PATH.bak, the file before its "
+                          "last change")
+    mode: int = option(0o640, "mode of a file saslauthpy-admin creates")
+
+
+def path_of(options: Options, config: Any) -> str:
+    """The [sasldb] ``path``, else -O, else /etc/sasldb2 (saslpasswd2's default)."""
+    return options.path or config.mech_options or DEFAULT_PATH
 
 
 def default_realm(realm: str) -> str:
@@ -62,10 +79,11 @@ def _why(path: str, exc: BaseException) -> str:
 
 class Backend(base.Backend):
     name = "sasldb"
+    Options = Options
 
-    def __init__(self, config: Any, options: Mapping[str, Any]):
+    def __init__(self, config: Any, options: Mapping[str, Any] | Options | None = None):
         super().__init__(config, options)
-        self.path = path_from(options, getattr(config, "mech_options", ""))
+        self.path = path_of(self.options, config)
 
     def lookup(self, login: str, realm: str) -> bytes | None:
         """The stored cleartext password, or None; raises for a broken/missing file."""
@@ -95,26 +113,18 @@ class Backend(base.Backend):
         return base.FAIL
 
 
-def _mode(options: Mapping[str, Any]) -> int:
-    raw = options.get("mode", "0640")
-    try:
-        return int(raw, 8) if isinstance(raw, str) else int(raw)
-    except ValueError:
-        raise ConfigError(f'[sasldb] mode: {raw!r} is not an octal mode like "0640"') from None
-
-
 class Store(base.Store):
     """saslpasswd2 / sasldblistusers2 for ``saslauthpy-admin --store sasldb``."""
 
-    def __init__(self, config: Any, options: Mapping[str, Any]):
+    name = "sasldb"
+    Options = Options
+
+    def __init__(self, config: Any, options: Mapping[str, Any] | Options | None = None):
         super().__init__(config, options)
-        self.path = path_from(options, getattr(config, "mech_options", ""))
-        self.new_format = str(options.get("format", "berkeley")).lower()
-        if self.new_format not in FORMATS:
-            raise ConfigError(f"[sasldb] format: {self.new_format!r} is not one of "
-                              f"{', '.join(FORMATS)}")
-        self.backup = bool(options.get("backup", False))
-        self.mode = _mode(options)
+        self.path = path_of(self.options, config)
+        self.new_format = self.options.format
+        self.backup = self.options.backup
+        self.mode = self.options.mode
 
     # -- reading
     def _format(self) -> str | None:

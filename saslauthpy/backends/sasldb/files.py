@@ -8,9 +8,8 @@ Each in either byte order (a file made on another architecture).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 FORMATS = ("berkeley", "gdbm", "lmdb")
 BDB_HASH_MAGIC = 0x061561
@@ -94,8 +93,3 @@ def parse_key(key: bytes) -> tuple[str, str, str] | None:
         return None
     login, realm, prop = (p.decode("utf-8", "surrogateescape") for p in parts)
     return login, realm, prop
-
-
-def path_from(options: Mapping[str, Any], mech_options: str) -> str:
-    """The [sasldb] ``path``, else -O, else /etc/sasldb2 (saslpasswd2's default)."""
-    return os.fspath(options.get("path") or mech_options or "/etc/sasldb2")

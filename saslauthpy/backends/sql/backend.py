@@ -35,7 +35,7 @@ from ...errors import ConfigError
 from ...protocol import Request
 from .. import base
 from ..base import FAIL, OK, UNKNOWN, Answer, Result
-from .settings import DEFAULT_URL, make_engine, parse_options, parse_url
+from .settings import DEFAULT_URL, Options, make_engine, parse_options, parse_url
 from .store import TABLE, Store, create_table, enabled, users_table
 from .watchdog import Watchdog
 
@@ -44,8 +44,8 @@ if TYPE_CHECKING:
 
     from ...config import Config
 
-__all__ = ["Backend", "Store", "DEFAULT_URL", "parse_options", "parse_url", "candidates",
-           "address_of"]
+__all__ = ["Backend", "Store", "Options", "DEFAULT_URL", "parse_options", "parse_url",
+           "candidates", "address_of"]
 
 log = logging.getLogger("saslauthpy.sql")
 
@@ -96,6 +96,11 @@ class QueryTimeout(SQLAlchemyError):
     """The watchdog cut a query the server did not answer."""
 
 
+class Refused(Exception):
+    """The database will not do what the configuration asks (our table cannot be created,
+    the configured query fails): a ConfigError at start, a TEMPFAIL once serving."""
+
+
 def _short(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     msg = str(orig).strip().splitlines()
@@ -116,11 +121,11 @@ def _transient(exc: DBAPIError) -> bool:
 
 class Backend(base.Backend):
     name = "sql"
+    Options = Options
 
-    def __init__(self, config: Config, options: Mapping[str, Any]):
+    def __init__(self, config: Config, options: Mapping[str, Any] | Options | None = None):
         super().__init__(config, options)
-        threads = getattr(config, "threads", 5) if config is not None else 5
-        self.settings = parse_options(options, threads)
+        self.settings = parse_options(self.options, config.threads)
         self.engine: Engine | None = None
         self._query = text(self.settings.query) if self.settings.query else None
         self._table_ready = self._query is not None  # no table of ours to create
@@ -136,6 +141,12 @@ class Backend(base.Backend):
     def open(self) -> None:
         """Connect once: a query the database rejects, or a table we may not create, stops
         the start (ConfigError); a database that is down or slow only logs a warning."""
+        try:
+            self._connect()
+        except Refused as exc:
+            raise ConfigError(str(exc)) from None
+
+    def _connect(self) -> None:
         self.engine = make_engine(self.settings, autocommit=True)
         try:
             with self.engine.connect() as conn:
@@ -154,9 +165,9 @@ class Backend(base.Backend):
         except DBAPIError as exc:
             if _transient(exc):
                 raise
-            raise ConfigError(f"[sql] query fails on the database: {_short(exc)}") from None
+            raise Refused(f"[sql] query fails on the database: {_short(exc)}") from None
         if width not in (1, 2):
-            raise ConfigError(
+            raise Refused(
                 f"[sql] query returns {width} columns; it must return the password hash "
                 f"and optionally a second column saying whether the account is enabled"
             )
@@ -173,13 +184,14 @@ class Backend(base.Backend):
             except DBAPIError as exc:
                 if _transient(exc):
                     raise
-                raise ConfigError(
+                raise Refused(
                     f"[sql] cannot create table {TABLE}: {_short(exc)}; create it with "
                     f"backends/sql/{self.settings.dialect}.sql or grant CREATE"
                 ) from None
             self._table_ready = True
 
     def close(self) -> None:
+        super().close()
         if self._watchdog is not None:
             self._watchdog.close()
         if self.engine is not None:
@@ -197,7 +209,7 @@ class Backend(base.Backend):
         except SQLAlchemyError as exc:
             self._went_down(exc, "unavailable")
             return base.tempfail(f"database unavailable: {_short(exc)}")
-        except ConfigError as exc:  # back after a start without it, and refuses our table
+        except Refused as exc:  # back after a start without it, and refuses our table
             if not self._refused:
                 self._refused = True
                 log.error("%s; answering tempfail", exc)
@@ -210,7 +222,7 @@ class Backend(base.Backend):
 
     def _check(self, request: Request) -> Answer:
         if self.engine is None:
-            self.open()
+            self._connect()
         found = self._row(request)
         if isinstance(found, Answer):
             return found

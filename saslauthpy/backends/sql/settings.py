@@ -19,11 +19,10 @@ from sqlalchemy.exc import ArgumentError
 
 from ... import passwords
 from ...errors import ConfigError
+from ...options import load, option
 
 DEFAULT_URL = "sqlite:////var/lib/saslauthpy/users.db"
 BINDS = ("login", "realm", "address", "service")
-KEYS = {"url", "query", "default_scheme", "connect_timeout", "query_timeout", "pool_size",
-        "max_overflow", "pool_timeout", "pool_recycle"}
 
 # dialect -> the one driver we support (and tune timeouts for), and its pip package
 DRIVERS = {
@@ -35,7 +34,30 @@ DRIVERS = {
 
 
 @dataclass(frozen=True)
+class Options:
+    """The ``[sql]`` table."""
+
+    url: str = option(DEFAULT_URL, "database URL (sqlite, postgresql, mysql, mariadb)")
+    query: str = option("", "SELECT on your own schema with :login :realm :address :service "
+                        "binds; empty = the built-in table")
+    default_scheme: str = option("", "scheme of stored hashes without a {SCHEME} prefix")
+    connect_timeout: float = option(5.0, "seconds to open a connection", positive=True,
+                                    duration=True)
+    query_timeout: float = option(5.0, "seconds one query may take", positive=True,
+                                  duration=True)
+    pool_size: int | None = option(None, "connections kept open (default: -n)", min=1)
+    max_overflow: int = option(5, "connections opened beyond pool_size under load")
+    pool_timeout: float | None = option(None, "seconds to wait for a free connection "
+                                        "(default: connect_timeout)", positive=True,
+                                        duration=True)
+    pool_recycle: float = option(1800.0, "seconds before a connection is replaced",
+                                 positive=True, duration=True)
+
+
+@dataclass(frozen=True)
 class Settings:
+    """The options resolved: the URL parsed, defaults that follow other values filled in."""
+
     url: URL
     query: str = ""
     default_scheme: str | None = None
@@ -51,27 +73,21 @@ class Settings:
         return self.url.get_backend_name()
 
 
-def parse_options(options: Mapping[str, Any], threads: int = 5) -> Settings:
-    unknown = sorted(set(options) - KEYS)
-    if unknown:
-        raise ConfigError(
-            f"[sql] unknown key {unknown[0]!r}; known keys: {', '.join(sorted(KEYS))}"
-        )
-    url = parse_url(_string(options, "url", DEFAULT_URL))
-    query = _string(options, "query", "").strip()
+def parse_options(options: Mapping[str, Any] | Options | None, threads: int = 5) -> Settings:
+    o = load(Options, options, "[sql] ")
+    query = o.query.strip()
     if query:
         _check_query_binds(query)
-    connect_timeout = _number(options, "connect_timeout", 5.0)
     return Settings(
-        url=url,
+        url=parse_url(o.url),
         query=query,
-        default_scheme=_scheme(options.get("default_scheme")),
-        connect_timeout=connect_timeout,
-        query_timeout=_number(options, "query_timeout", 5.0),
-        pool_size=_number(options, "pool_size", max(threads, 1), whole=True),
-        max_overflow=_number(options, "max_overflow", 5, whole=True, positive=False),
-        pool_timeout=_number(options, "pool_timeout", connect_timeout),
-        pool_recycle=_number(options, "pool_recycle", 1800.0),
+        default_scheme=_scheme(o.default_scheme),
+        connect_timeout=o.connect_timeout,
+        query_timeout=o.query_timeout,
+        pool_size=o.pool_size or max(threads, 1),
+        max_overflow=o.max_overflow,
+        pool_timeout=o.pool_timeout or o.connect_timeout,
+        pool_recycle=o.pool_recycle,
     )
 
 
@@ -113,30 +129,9 @@ def parse_url(raw: str) -> URL:
     return url
 
 
-def _number(options: Mapping[str, Any], key: str, default: float, *, whole: bool = False,
-            positive: bool = True) -> Any:
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"[sql] {key}: expected a number, got {value!r}")
-    if whole and value != int(value):
-        raise ConfigError(f"[sql] {key}: expected a whole number, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ConfigError(f"[sql] {key}: must be {'positive' if positive else '0 or more'}")
-    return int(value) if whole else float(value)
-
-
-def _string(options: Mapping[str, Any], key: str, default: str) -> str:
-    value = options.get(key, default)
-    if not isinstance(value, str):
-        raise ConfigError(f"[sql] {key}: expected a string, got {value!r}")
-    return value
-
-
-def _scheme(value: Any) -> str | None:
-    if value is None:
+def _scheme(value: str) -> str | None:
+    if not value.strip():
         return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"[sql] default_scheme: expected a scheme name, got {value!r}")
     scheme = value.strip().strip("{}")
     if not passwords.is_known_scheme(scheme):
         raise ConfigError(

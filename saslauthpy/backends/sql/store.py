@@ -31,7 +31,7 @@ from ... import passwords
 from ...errors import ConfigError, NoSuchUser, UserExists
 from .. import base
 from ..base import User
-from .settings import make_engine, parse_options
+from .settings import Options, make_engine, parse_options
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -88,9 +88,12 @@ def enabled(value: Any) -> bool:
 class Store(base.Store):
     """``saslauthpy-admin user ...`` on the built-in table, for every supported database."""
 
-    def __init__(self, config: Config, options: Mapping[str, Any]):
+    name = "sql"
+    Options = Options
+
+    def __init__(self, config: Config, options: Mapping[str, Any] | Options | None = None):
         super().__init__(config, options)
-        self.settings = parse_options(options)
+        self.settings = parse_options(self.options, config.threads)
         if self.settings.query:
             raise ConfigError(
                 "[sql] query is set: users live in your own schema, which saslauthpy-admin "
@@ -103,8 +106,6 @@ class Store(base.Store):
         """``saslauthpy-admin init``: create the built-in table if it is missing."""
         create_table(self.engine)
         self._ready = True
-
-    create_table = init
 
     def _begin(self):
         if not self._ready:

@@ -380,4 +380,4 @@ def test_example_configuration_loads():
     assert cfg.server.socket_group == "sasl"
     assert cfg.server.socket_mode == 0o660
     assert cfg.audit.file == "/var/log/saslauthpy/audit.log"
-    assert cfg.section("sql")["url"].startswith("sqlite:////var/lib/saslauthpy/")
+    assert cfg.section("sql").url.startswith("sqlite:////var/lib/saslauthpy/")

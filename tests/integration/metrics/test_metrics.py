@@ -17,13 +17,14 @@ import pytest
 from harness import need
 from prometheus_client.parser import text_string_to_metric_families
 
+from saslauthpy.config import MetricsOptions
 from saslauthpy.errors import ConfigError
 from saslauthpy.metrics import Metrics
+from saslauthpy.options import load
 
 
 def cfg(metrics: dict | None = None, cache: bool = True) -> SimpleNamespace:
-    sections = {} if metrics is None else {"metrics": metrics}
-    return SimpleNamespace(section=lambda name: sections.get(name, {}),
+    return SimpleNamespace(metrics=load(MetricsOptions, metrics, "[metrics] "),
                            cache=SimpleNamespace(enabled=cache))
 
 
@@ -67,9 +68,9 @@ def free_port() -> int:
 
 
 def test_off_without_table_or_listen():
-    assert not Metrics(cfg()).enabled
-    assert not Metrics(cfg({})).enabled
-    assert not Metrics(cfg({"listen": ""})).enabled
+    assert Metrics(cfg()).listen is None
+    assert Metrics(cfg({})).listen is None
+    assert Metrics(cfg({"listen": ""})).listen is None
 
 
 def test_unknown_key_is_named():

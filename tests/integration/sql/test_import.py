@@ -153,7 +153,7 @@ def test_failure_mid_import_keeps_committed_batches(pg_url, tmp_path):
     """A database error in the third batch: the first two stay imported, the error is
     reported, and importing the same file again adds the rest and skips the first ones."""
     store = sql.Store(Config(), {"url": pg_url})
-    store.create_table()
+    store.init()
     engine = create_engine(pg_url)
     with engine.begin() as conn:
         conn.execute(text(

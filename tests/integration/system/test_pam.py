@@ -185,7 +185,7 @@ def test_cancelled_request_does_not_leave_its_worker(accounts):
         backend = pam.Backend(Config(), {"workers": 1})
         try:
             request = Request(user, GOOD.encode(), service, "")
-            task = asyncio.create_task(backend.authenticate(request, None))
+            task = asyncio.create_task(backend.authenticate(request))
             while not backend.pool._all:
                 await asyncio.sleep(0.05)
             (worker,) = backend.pool._all
