@@ -42,11 +42,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .config import fill_options
-from .errors import ConfigError
+from .backends.base import Result
+from .config import ThrottleOptions
+from .options import load
 
 if TYPE_CHECKING:
     from .config import Config
@@ -56,48 +57,7 @@ log = logging.getLogger(__name__)
 
 FINGERPRINTS_KEPT = 4  # distinct wrong passwords remembered per key
 FINGERPRINT_BYTES = 8  # stored prefix of the caller's (already keyed) fingerprint
-FAILURES = frozenset({"fail", "unknown"})  # results that raise a penalty; "tempfail" does not
-
-
-@dataclass
-class ThrottleOptions:
-    enabled: bool = True
-    base_delay: float = 1.0  # seconds at the first counted failure
-    max_delay: float = 8.0  # cap for any single request, whoever caused the penalty
-    decay: float = 30.0  # seconds without a failure for a key to drop one level
-    per_user: bool = True
-    per_address: bool = True
-    ipv6_prefix: int = 64
-    exempt: list[str] = field(default_factory=list)  # networks never penalised by address
-    max_tracked: int = 100_000  # keys kept in memory (LRU)
-    redis: str = ""  # redis://host:port/db to share the table across hosts
-    redis_prefix: str = "saslauthpy:throttle:"
-    redis_timeout: float = 0.05  # seconds per Redis round trip before falling back to local
-    redis_retry: float = 5.0  # seconds to stay on the local table after a Redis error
-
-
-def parse_options(table: Mapping[str, Any]) -> ThrottleOptions:
-    opts = ThrottleOptions()
-    fill_options(opts, dict(table), "[throttle] ")
-    if not isinstance(opts.exempt, list) or not all(isinstance(v, str) for v in opts.exempt):
-        raise ConfigError('[throttle] exempt: expected a list like ["10.0.0.0/8"]')
-    if opts.max_delay < opts.base_delay:
-        raise ConfigError("[throttle] max_delay: must be at least base_delay")
-    if opts.decay <= 0:
-        raise ConfigError("[throttle] decay: must be positive seconds")
-    if opts.max_tracked < 1:
-        raise ConfigError("[throttle] max_tracked: must be at least 1")
-    if not 1 <= opts.ipv6_prefix <= 128:
-        raise ConfigError("[throttle] ipv6_prefix: must be between 1 and 128")
-    if opts.redis and not opts.redis.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"[throttle] redis: {opts.redis!r} is not a redis:// URL")
-    for net in opts.exempt:
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"[throttle] exempt: {net!r} is not a network like 10.0.0.0/8") from None
-    return opts
+FAILURES = frozenset({Result.FAIL, Result.UNKNOWN})  # raise a penalty; TEMPFAIL does not
 
 
 @dataclass(slots=True)
@@ -118,10 +78,12 @@ def client_ip(client_addr: str) -> str:
 class Throttle:
     """Penalty table.  ``penalty()`` before the check, ``record()`` after it."""
 
-    def __init__(self, config: Config | None = None, *, options: Mapping[str, Any] | None = None,
+    def __init__(self, config: Config | None = None, *,
+                 options: Mapping[str, Any] | ThrottleOptions | None = None,
                  clock: Callable[[], float] | None = None):
-        table = options if options is not None else (config.section("throttle") if config else {})
-        self.opts = parse_options(table)
+        """Options from ``config.throttle``, or ``options`` (a ``[throttle]`` table)."""
+        self.opts = config.throttle if config is not None else load(
+            ThrottleOptions, options, "[throttle] ")
         self.enabled = self.opts.enabled and (self.opts.per_user or self.opts.per_address)
         self._exempt = [ipaddress.ip_network(n, strict=False) for n in self.opts.exempt]
         # The level at which the delay reaches the cap: levels never grow past it, so a long
@@ -202,15 +164,14 @@ class Throttle:
         level = max(self._effective(e, now) for e in entries)
         return self.delay_for(level)
 
-    def record(self, request: Request, result: str, password_fingerprint: bytes) -> None:
-        """Account for the outcome of a check: ``"ok"``, ``"fail"``, ``"unknown"``, ..."""
+    def record(self, request: Request, result: Result, password_fingerprint: bytes) -> None:
+        """Account for the outcome of a check."""
         if not self.enabled:
             return
-        result = getattr(result, "value", result)  # accept Result members too
         keys = self.keys(request)
         if not keys:
             return
-        if result == "ok":
+        if result is Result.OK:
             user_keys = [k for k in keys if k.startswith("u:")]
             if user_keys:
                 self._clear(user_keys)
@@ -236,7 +197,7 @@ class Throttle:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.penalty, request)
 
-    async def record_async(self, request: Request, result: str, fingerprint: bytes) -> None:
+    async def record_async(self, request: Request, result: Result, fingerprint: bytes) -> None:
         """``record()`` without blocking the event loop on a Redis round trip."""
         if self._executor is None:
             self.record(request, result, fingerprint)

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from saslauthpy.backends.base import Result
 from saslauthpy.errors import ConfigError
 from saslauthpy.protocol import Request
 from saslauthpy.throttle import Throttle
@@ -39,7 +40,7 @@ def req(login: str = "alice", addr: str = "", realm: str = "") -> Request:
 
 
 def fail(t: Throttle, r: Request, password: str) -> None:
-    t.record(r, "fail", fp(password))
+    t.record(r, Result.FAIL, fp(password))
 
 
 def test_penalty_doubles_with_each_distinct_failure():
@@ -111,12 +112,12 @@ def test_success_clears_the_user_penalty_but_not_the_address():
         fail(t, attacker, f"guess{i}")
     legit = req("alice", "198.51.100.1;5000")
     assert t.penalty(legit) == 4.0  # user key
-    t.record(legit, "ok", fp("right"))
+    t.record(legit, Result.OK, fp("right"))
     assert t.penalty(legit) == 0.0
     # The attacking address keeps its penalty for every user it tries.
     assert t.penalty(req("bob", "192.0.2.7;40001")) == 4.0
     # ...and a success from the attacker's address does not wash it.
-    t.record(req("mallory", "192.0.2.7;40002"), "ok", fp("own"))
+    t.record(req("mallory", "192.0.2.7;40002"), Result.OK, fp("own"))
     assert t.penalty(req("bob", "192.0.2.7;40003")) == 4.0
 
 
@@ -153,9 +154,9 @@ def test_exempt_networks_and_unknown_users_and_tempfail():
     assert t.penalty(req("a", "10.1.2.3;1")) == 0.0
     t = make(clock)
     r = req()
-    t.record(r, "unknown", fp("pw"))
+    t.record(r, Result.UNKNOWN, fp("pw"))
     assert t.penalty(r) == 1.0
-    t.record(r, "tempfail", fp("pw2"))
+    t.record(r, Result.TEMPFAIL, fp("pw2"))
     assert t.penalty(r) == 1.0
 
 
@@ -191,14 +192,16 @@ def test_bad_settings_name_the_key(options, word):
         Throttle(options=options)
 
 
-def test_reads_the_throttle_table_from_config():
-    from saslauthpy.config import Config
+def test_reads_the_throttle_table_from_config(tmp_path):
+    from saslauthpy.config import load_toml
 
-    cfg = Config(sections={"throttle": {"max_delay": 2.0, "base_delay": 0.5}})
-    t = Throttle(cfg)
+    path = tmp_path / "c.toml"
+    path.write_text("[throttle]\nmax_delay = 2.0\nbase_delay = 0.5\n")
+    t = Throttle(load_toml(str(path)))
     assert t.opts.max_delay == 2.0 and t.opts.base_delay == 0.5
+    path.write_text("[throttle]\nbogus = 1\n")
     with pytest.raises(ConfigError, match="bogus"):
-        Throttle(Config(sections={"throttle": {"bogus": 1}}))
+        load_toml(str(path))
 
 
 # -- Redis-backed (real Redis on 127.0.0.1:6379) ------------------------------------------
@@ -231,7 +234,7 @@ def test_redis_table_is_shared_between_instances(redis_prefix):
     assert host_a.tracked() == 0  # nothing kept locally while Redis answers
     clock.now += 30.0
     assert host_b.penalty(r) == 1.0
-    host_b.record(req("alice", "198.51.100.3;2"), "ok", fp("right"))
+    host_b.record(req("alice", "198.51.100.3;2"), Result.OK, fp("right"))
     assert host_a.penalty(req("alice")) == 0.0
     assert host_a.penalty(req("carol", "192.0.2.9;7")) == 1.0  # address: 2 levels, decayed 1
     import redis
@@ -263,7 +266,7 @@ def test_redis_down_falls_back_to_local_without_blocking():
 
 async def _async_roundtrip(t: Throttle) -> float:
     r = req("dave")
-    await t.record_async(r, "fail", fp("g"))
+    await t.record_async(r, Result.FAIL, fp("g"))
     return await t.penalty_async(r)
 
 
@@ -320,7 +323,7 @@ def test_with_redis_down_the_table_is_still_used_from_one_thread():
     async def run(t: Throttle) -> float:
         r = req("erin")
         for i in range(3):
-            await t.record_async(r, "fail", fp(f"g{i}"))
+            await t.record_async(r, Result.FAIL, fp(f"g{i}"))
         return await t.penalty_async(r)
 
     t = ThreadProbe(options={"redis": "redis://127.0.0.1:1/0", "redis_timeout": 0.2,
