@@ -3,8 +3,8 @@
     normalise (realm rules) -> throttle -> cache -> backend chain -> audit
 
 Cache hits are answered synchronously on the event loop (``answer_from_cache``);
-everything else goes through ``answer()``, where backends run in the bounded
-worker pool.  The chain tries backends in order: the first OK or FAIL wins,
+everything else goes through ``answer()``, where each backend runs its blocking
+work in its own bounded pool.  The chain tries backends in order: the first OK or FAIL wins,
 UNKNOWN lets the next one try, and TEMPFAIL is remembered so that if nobody
 knows the user the answer is a temporary failure rather than "unknown".
 """
@@ -19,7 +19,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from .backends.base import FAIL, Answer, Backend, Result
@@ -110,12 +109,11 @@ class FairGate:
 
 
 class Authenticator:
-    def __init__(self, config: Config, backends: list[Backend], pool: Executor,
+    def __init__(self, config: Config, backends: list[Backend],
                  cache: CredentialCache | None = None, throttle=None,
                  observers: list[Observer] | None = None):
         self.config = config
         self.backends = backends
-        self.pool = pool
         self.cache = cache
         self.throttle = throttle
         self.observers = observers or []
@@ -212,7 +210,7 @@ class Authenticator:
             elif result in (Result.FAIL, Result.UNKNOWN):
                 cache.remember_bad(key, fp)
         if throttle is not None:
-            await throttle.record_async(req, result.value, fp)
+            await throttle.record_async(req, result, fp)
         self._publish(Decision(req, result.value, answer.reason, backend, backend == "cache",
                                time.monotonic() - started, peer, delay))
         return self._reply(answer)
@@ -221,7 +219,7 @@ class Authenticator:
         tempfail: tuple[Answer, str] | None = None
         for backend in self.backends:
             try:
-                answer = await backend.authenticate(req, self.pool)
+                answer = await backend.authenticate(req)
             except Exception as exc:  # a backend bug is a temporary failure, not a crash
                 log.exception("backend %s failed on %r", backend.name, req)
                 answer = Answer(Result.TEMPFAIL, f"internal error: {type(exc).__name__}")

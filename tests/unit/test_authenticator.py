@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from saslauthpy.authenticator import Authenticator, Peer
-from saslauthpy.backends.base import OK, Backend
+from saslauthpy.backends.base import OK, Backend, Result
 from saslauthpy.cache import CredentialCache
-from saslauthpy.config import Config
+from saslauthpy.config import Config, ThrottleOptions
 from saslauthpy.protocol import Request
 from saslauthpy.throttle import Throttle
 
@@ -42,20 +41,18 @@ class Blocking(Backend):
 
 
 def make(threads=4, cache=False):
-    config = Config(threads=threads)
-    config.sections["throttle"] = {"base_delay": 0.01, "max_delay": 0.01}
+    config = Config(threads=threads, throttle=ThrottleOptions(base_delay=0.01, max_delay=0.01))
     backend = Blocking(config)
-    pool = ThreadPoolExecutor(threads)
-    auth = Authenticator(config, [backend], pool,
-                         CredentialCache(100, 60) if cache else None, Throttle(config))
-    return auth, backend, pool
+    auth = Authenticator(config, [backend], CredentialCache(100, 60) if cache else None,
+                         Throttle(config))
+    return auth, backend
 
 
 def test_penalised_requests_get_only_part_of_the_pool():
     async def run():
-        auth, backend, pool = make(threads=4)
+        auth, backend = make(threads=4)
         for i in range(10):  # each of 10 users has failed once: their next try is suspect
-            auth.throttle.record(Request(f"guess{i}", b"x"), "fail", bytes([i]) * 16)
+            auth.throttle.record(Request(f"guess{i}", b"x"), Result.FAIL, bytes([i]) * 16)
         t0 = time.monotonic()
         guesses = [asyncio.ensure_future(auth.answer(Request(f"guess{i}", b"x"), Peer(), t0))
                    for i in range(10)]
@@ -66,18 +63,18 @@ def test_penalised_requests_get_only_part_of_the_pool():
         backend.release.set()
         await asyncio.gather(*guesses)
         assert backend.peak <= 3
-        pool.shutdown()
+        backend.close()
 
     asyncio.run(run())
 
 
 def test_a_cached_password_still_waits_out_a_penalty():
     async def run():
-        auth, backend, pool = make(cache=True)
+        auth, backend = make(cache=True)
         req = Request("alice", b"pw", "smtp")
         assert (await auth.answer(req, Peer(), time.monotonic())).endswith(b"OK")
         assert auth.answer_from_cache(req, Peer(), time.monotonic()) is not None
-        auth.throttle.record(req, "fail", b"\1" * 16)
+        auth.throttle.record(req, Result.FAIL, b"\1" * 16)
         # penalised: the synchronous fast path declines, the slow path waits then uses the cache
         assert auth.answer_from_cache(req, Peer(), time.monotonic()) is None
         seen = []
@@ -85,14 +82,14 @@ def test_a_cached_password_still_waits_out_a_penalty():
         t0 = time.monotonic()
         assert (await auth.answer(req, Peer(), t0)).endswith(b"OK")
         assert seen[-1].cached and seen[-1].backend == "cache" and seen[-1].delay >= 0.01
-        pool.shutdown()
+        backend.close()
 
     asyncio.run(run())
 
 
 def test_one_user_cannot_hold_the_whole_pool():
     async def run():
-        auth, backend, pool = make(threads=4)
+        auth, backend = make(threads=4)
         auth.throttle = None  # no penalties: only the per-user gate is at work
         t0 = time.monotonic()
         same = [asyncio.ensure_future(auth.answer(Request("guess", b"x"), Peer(), t0))
@@ -104,6 +101,6 @@ def test_one_user_cannot_hold_the_whole_pool():
         backend.release.set()
         await asyncio.gather(*same)
         assert auth.gate._users == {} and auth.gate._sems == {}  # nothing left behind
-        pool.shutdown()
+        backend.close()
 
     asyncio.run(run())
