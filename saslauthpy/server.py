@@ -5,7 +5,7 @@ its request; beyond ``max_connections`` the oldest connection that has not
 finished sending is dropped, so idle or half-sent connections (slowloris) can
 never keep a good client waiting.  Cache hits are answered inside
 ``data_received``; everything else becomes a task on the loop whose blocking
-parts run in the worker pool.
+parts run in the backends' own pools.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from . import control, protocol, systemd
 from .audit import Audit
@@ -153,7 +152,7 @@ def _metrics(config: Config):
 
 def _answers_identity(config: Config) -> tuple:
     # What decides the answers: if it changes on reload, cached answers are stale.
-    return (config.mechanisms, config.mech_options, repr(config.sections), config.realm_join)
+    return (config.mechanisms, config.mech_options, config.backends, config.realm_join)
 
 
 class Server:
@@ -183,29 +182,26 @@ class Server:
     def prepare(self) -> None:
         """Open what depends on the configuration; raises ConfigError."""
         self.audit = Audit(self.config.audit, self.config.verbose, self.config.foreground)
-        if self.config.section("metrics"):
+        if self.config.metrics.listen:
             self.metrics = _metrics(self.config)
         self.auth = self.build(self.config)
 
     def build(self, config: Config, old: Authenticator | None = None) -> Authenticator:
         """Everything that depends on the configuration; raises ConfigError and then
         leaves the running pipeline (``old``) untouched."""
-        if old and old.throttle and old.config.section("throttle") == config.section("throttle"):
+        if old and old.throttle and old.config.throttle == config.throttle:
             throttle = old.throttle  # a reload (logrotate's nightly HUP) keeps the penalties
         else:
             throttle = Throttle(config)
             if not throttle.enabled:
                 throttle = None
         backends = build_backends(config)  # the last step that can fail
-        pool = self.pool if old and old.config.threads == config.threads else \
-            ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="saslauthpy")
         cache = self.cache
         if old is not None and cache is not None:
             cache.ttl, cache.negative_ttl = config.cache.ttl, config.cache.negative_ttl
             if _answers_identity(old.config) != _answers_identity(config):
                 cache.flush()
-        self.pool = pool
-        return Authenticator(config, backends, pool, cache, throttle,
+        return Authenticator(config, backends, cache, throttle,
                              observers=[self.audit] + ([self.metrics.observe] if self.metrics
                                                        else []))
 
@@ -285,7 +281,6 @@ class Server:
         if self.metrics is not None:
             await self.metrics.stop()
         self.auth.close()
-        self.pool.shutdown(wait=False, cancel_futures=True)
         self.audit.close()
 
     async def reload(self) -> None:
@@ -301,18 +296,17 @@ class Server:
                 log.warning("the cache on/off, its size and [server] processes change only "
                             "on restart")
             old = self.auth
-            self.audit.options = config.audit
-            self.audit.verbose = config.verbose
-            self.audit.reopen()
-            old_pool = self.pool
             auth = await self.loop.run_in_executor(None, self.build, config, old)
-        except ConfigError as exc:
-            self.audit.reopen()
-            log.error("reload refused, keeping the running configuration: %s", exc)
-            return
         except Exception as exc:
-            log.exception("reload failed, keeping the running configuration: %s", exc)
+            self.audit.reopen()  # the same file: SIGHUP is also logrotate's signal
+            if isinstance(exc, ConfigError):
+                log.error("reload refused, keeping the running configuration: %s", exc)
+            else:
+                log.exception("reload failed, keeping the running configuration: %s", exc)
             return
+        self.audit.options = config.audit
+        self.audit.verbose = config.verbose
+        self.audit.reopen()
         self.config = config
         self.auth = auth
         log.info("configuration reloaded: mechanisms %s", ",".join(config.mechanisms))
@@ -321,8 +315,6 @@ class Server:
         old.close()
         if old.throttle is not None and old.throttle is not auth.throttle:
             old.throttle.close()  # its Redis connection and thread
-        if old_pool is not self.pool:
-            old_pool.shutdown(wait=False)
 
     def status(self) -> dict:
         cache = self.cache
