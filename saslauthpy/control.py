@@ -7,11 +7,35 @@ import json
 import logging
 import os
 import socket
+import struct
 from collections.abc import Callable
 
 from .cache import CredentialCache
 
 log = logging.getLogger("saslauthpy")
+
+MAX_LINE = 4096
+_PEERCRED = struct.Struct("3i")
+
+
+def peer_credentials(sock: socket.socket | None) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a UNIX socket (SO_PEERCRED);
+    (0, -1, -1) when the socket cannot say."""
+    try:
+        return _PEERCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    except (OSError, AttributeError):
+        return (0, -1, -1)
+
+
+def request_line(buf: bytes) -> bytes | None:
+    """The request line once ``buf`` holds it whole, None while more may come;
+    ValueError when a client sends more than ``MAX_LINE`` bytes without one."""
+    if b"\n" in buf:
+        return buf.split(b"\n", 1)[0]
+    if len(buf) > MAX_LINE:
+        raise ValueError("request line too long")
+    return None
 
 
 def reply(request: bytes, uid: int, cache: CredentialCache | None,

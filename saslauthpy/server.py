@@ -14,7 +14,6 @@ import asyncio
 import logging
 import signal
 import socket
-import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,19 +31,9 @@ from .throttle import Throttle
 
 log = logging.getLogger("saslauthpy")
 
-_PEERCRED = struct.Struct("3i")
-
 
 def peer_of(transport: asyncio.BaseTransport) -> Peer:
-    def fetch() -> tuple[int, int, int]:
-        try:
-            sock = transport.get_extra_info("socket")
-            return _PEERCRED.unpack(
-                sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
-        except (OSError, AttributeError):
-            return (0, -1, -1)
-
-    return Peer(fetch)
+    return Peer(lambda: control.peer_credentials(transport.get_extra_info("socket")))
 
 
 class Connection(asyncio.Protocol):
@@ -338,11 +327,13 @@ class _ControlProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        if b"\n" not in self.buf:
-            if len(self.buf) > 4096:
-                self.transport.close()
+        try:
+            line = control.request_line(self.buf)
+        except ValueError:
+            self.transport.close()
             return
-        line = self.buf.split(b"\n", 1)[0]
+        if line is None:
+            return
         self.transport.write(control.reply(line, self.peer.uid, self.server.cache,
                                            self.server.status))
         self.transport.close()

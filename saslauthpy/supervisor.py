@@ -20,7 +20,6 @@ import os
 import select
 import signal
 import socket
-import struct
 import time
 from collections.abc import Callable
 
@@ -140,16 +139,16 @@ class Supervisor:
         with conn:
             conn.settimeout(2)
             try:
-                uid = struct.unpack("3i", conn.getsockopt(
-                    socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
-                line = b""
-                while b"\n" not in line and len(line) < 4096:
+                uid = control.peer_credentials(conn)[1]
+                buf = b""
+                while (line := control.request_line(buf)) is None:
                     chunk = conn.recv(4096)
                     if not chunk:
-                        break
-                    line += chunk
-                conn.sendall(control.reply(line.split(b"\n", 1)[0], uid, self.cache,
-                                           self.status))
+                        return
+                    buf += chunk
+                conn.sendall(control.reply(line, uid, self.cache, self.status))
+            except ValueError:
+                return  # no line within MAX_LINE bytes
             except OSError as exc:
                 log.warning("control connection: %s", exc)
 
