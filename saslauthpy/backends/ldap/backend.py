@@ -1,78 +1,80 @@
 """``-a ldap``: check logins against an LDAP directory, configured like saslauthd.
 
 Settings (every saslauthd.conf key lak.c reads, the ``[ldap]`` TOML table, tokens) are in
-``settings``; servers, failover, TLS, binds and the connection pools in
-``pool``.  This module is the backend itself.  Three methods, as in saslauthd:
+``settings``; opening connections (servers, failover, TLS, binds) in ``connection``; the
+connections on the event loop in ``links``; SASL in ``sasl``.  This module is the backend
+itself.  Three methods, as in saslauthd, each with the fewest operations it needs:
 
-- ``bind``: search (as ``ldap_bind_dn`` or anonymously) for the user's DN, then bind as
-  the user on a separate connection;
-- ``custom``: search and fetch ``ldap_password_attr``, checked with ``passwords.verify``;
-- ``fastbind``: expand ``ldap_filter`` into the user's DN and bind with it directly (with
-  ``ldap_use_sasl``: bind with ``ldap_mech`` as ``login@realm``).
+- ``bind``: one search on a service link (bound once as ``ldap_bind_dn``, or anonymous)
+  for the user's DN, then one bind as the user on a user link;
+- ``custom``: one search fetching ``ldap_password_attr``, checked with ``passwords``;
+- ``fastbind``: expand ``ldap_filter`` into the user's DN and bind with it, nothing else
+  (with ``ldap_use_sasl``: a SASL bind with ``ldap_mech`` as ``login@realm``).
 
 The optional group check (``ldap_group_dn`` / ``ldap_group_filter``) always runs on a
-service connection (cyrus-sasl#427).  Service connections (searches, compares) and user
-connections (binds) come from two small thread-safe pools, so logins do not queue behind
-each other; every login is a real bind or a real password check: nothing is remembered
-between requests (cyrus-sasl#550).  A broken connection is replaced and the operation
-retried once (as lak.c does), so a server going away mid-stream costs no login.  When no
-server answers, the answer is a temporary failure.  See docs/ldap.md.
+service link (cyrus-sasl#427).  Searches, compares and simple binds are libldap's
+asynchronous calls multiplexed on the event loop (``authenticate`` is a coroutine); SASL
+binds and opening connections block, so they run in the backend's own threads.  Every
+login is a real bind or a real password check: nothing is remembered between requests
+(cyrus-sasl#550).  A user bind never goes out with an empty DN (that would be an
+anonymous bind, which servers accept).  See docs/ldap.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
-import ldap3
-from ldap3.utils.conv import escape_filter_chars
+import ldap
+from ldap.ldapobject import LDAPObject
 
 from ... import passwords
 from ...errors import ConfigError
 from ...protocol import Request
 from .. import base
-from ..base import FAIL, OK, UNKNOWN, Answer, tempfail
-from .pool import (
-    CONNECTION_ERRORS,
+from ..base import FAIL, OK, Answer, tempfail
+from .connection import (
     TEMPORARY_BIND_CODES,
-    Broken,
+    TEMPORARY_CODES,
     Directory,
     Identity,
-    Pool,
     ServiceBindRefused,
     Unavailable,
     Unsendable,
     bind,
     close,
+    code_of,
     describe,
-    raise_if_broken,
+    host_of,
     sasl_identity,
     service_identity,
-    short_error,
 )
-from .settings import Options, escape_dn_value, expand, load_settings
+from .links import Links
+from .settings import Options, escape_dn_value, escape_filter_value, expand, load_settings
 
 if TYPE_CHECKING:
     from ...config import Config
 
 log = logging.getLogger("saslauthpy.ldap")
 
-T = TypeVar("T")
-
-
-@dataclass
-class Found:
-    dn: str
-    attributes: dict[str, list[bytes]]
+SIZE_LIMIT_EXCEEDED = 4
+# one hash round: cheap enough to check on the event loop (the others go to a thread)
+CHEAP_SCHEMES = frozenset({"", "{PLAIN}", "{CLEARTEXT}", "{MD5}", "{SMD5}", "{SHA}", "{SSHA}",
+                           "{SHA256}", "{SSHA256}", "{SHA512}", "{SSHA512}"})
 
 
 class NotFound(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class Refused(Exception):
+    """The user's credentials were refused (a plain NO), with the reason."""
 
 
 class Backend(base.Backend):
@@ -83,47 +85,74 @@ class Backend(base.Backend):
         super().__init__(config, options)
         self.s = load_settings(config, self.options)
         self.directory = Directory(self.s)
-        try:
-            self.service_identity = service_identity(self.s)
-        except Unsendable as exc:
-            raise ConfigError(f"{self.s.source}: ldap_password: {exc}")
-        self.service = Pool("service", self.s.pool_size,
-                            lambda deadline: self.directory.connect(self.service_identity,
-                                                                    deadline))
-        self.users = Pool("user-bind", self.s.pool_size,
-                          lambda deadline: self.directory.connect(None, deadline))
+        self.service_identity = service_identity(self.s)
+        self.threads: Executor = ThreadPoolExecutor(
+            max_workers=self.s.pool_size + 1, thread_name_prefix="saslauthpy-ldap")
+        self.links: Links | None = None
+        # fastbind alone never uses the service identity (nor does lak.c)
+        self.needs_service = self.s.auth_method != "fastbind" or self.s.group_check
+        self.started: tuple[LDAPObject, int] | None = None  # the connection open() made
+        self.sasl_users: list[LDAPObject] = []  # blocking user links for SASL fastbind
 
     # -- lifecycle
 
     def open(self) -> None:
         deadline = time.monotonic() + self.s.timeout
         try:
-            conn = self.directory.connect(self.service_identity, deadline)
+            who = self.service_identity if self.needs_service else Identity()
+            self.started = self.directory.connect(who, deadline)
         except ServiceBindRefused as exc:
             who = "SASL identity ldap_id" if self.s.use_sasl else "ldap_bind_dn"
             raise ConfigError(f"{self.s.source}: {exc}: check {who} and ldap_password")
-        except Unsendable as exc:  # SASLprep refused ldap_password
+        except Unsendable as exc:
             raise ConfigError(f"{self.s.source}: ldap_password: {exc}")
         except Unavailable as exc:
             text = str(exc)
-            if "TLS certificate not trusted" in text:
-                raise ConfigError(f"{self.s.source}: {text}: check ldap_tls_cacert_file/"
-                                  "ldap_tls_cacert_dir and the server names in ldap_servers")
+            uri = self.directory.untrusted()
+            if uri:
+                raise ConfigError(f"{self.s.source}: {uri}: TLS certificate not trusted "
+                                  "(it answers when not verified): check "
+                                  "ldap_tls_cacert_file/ldap_tls_cacert_dir and the server "
+                                  "names in ldap_servers")
             log.error("ldap: %s; logins get a temporary failure until a server answers", text)
-            return
-        self.service.add(conn)
 
     def close(self) -> None:
         super().close()
-        self.service.drop_idle()
-        self.users.drop_idle()
+        links, self.links = self.links, None
+        if links is not None:
+            if links.loop.is_running() and not _in_loop(links.loop):
+                links.loop.call_soon_threadsafe(links.close)
+            else:
+                links.close()
+        started, self.started = self.started, None
+        if started is not None:
+            close(started[0])
+        while self.sasl_users:
+            close(self.sasl_users.pop())
+        self.threads.shutdown(wait=False)
+
+    def _links(self) -> Links:
+        loop = asyncio.get_running_loop()
+        if self.links is None or self.links.loop is not loop:
+            if self.links is not None:  # another loop (a test's): start afresh
+                self.links.close()
+            self.links = Links(loop, self.directory, self.service_identity,
+                               self.s.pool_size, self.threads)
+            if self.started is not None and self.needs_service:
+                self.links.adopt(self.links.service, *self.started)
+            elif self.started is not None and not self.s.use_sasl:
+                self.links.adopt(self.links.user, *self.started)
+            elif self.started is not None:
+                self.sasl_users.append(self.started[0])
+            self.started = None
+        return self.links
 
     # -- one login
 
-    def check(self, request: Request) -> Answer:
+    async def authenticate(self, request: Request, pool: Executor | None = None) -> Answer:
         login, password = request.login, request.password
         if not login:
-            return UNKNOWN
+            return base.UNKNOWN
         if not password:
             return Answer(base.Result.FAIL, "empty password")  # never an unauthenticated bind
         if b"\0" in password:
@@ -133,154 +162,191 @@ class Backend(base.Backend):
         except UnicodeEncodeError:
             return Answer(base.Result.UNKNOWN, "login is not valid UTF-8")
         realm = request.realm or self.s.default_realm
+        links = self._links()
+        deadline = links.loop.time() + self.s.timeout
         try:
-            return self._check(login, password, request.service, realm)
+            return await self._check(links, login, password, request.service, realm, deadline)
         except NotFound as exc:
             return Answer(base.Result.UNKNOWN, exc.reason)
-        except Unsendable as exc:
+        except (Refused, Unsendable) as exc:
             return Answer(base.Result.FAIL, str(exc))
         except Unavailable as exc:
             return tempfail(str(exc))
         except ServiceBindRefused as exc:
             log.error("ldap: %s", exc)
             return tempfail(str(exc))
-        except Exception:  # noqa: BLE001 - a user's input must never escape check()
+        except Exception:  # noqa: BLE001 - a user's input must never escape authenticate()
             log.exception("ldap: unexpected error checking %r", login)
             return tempfail("internal error in the ldap backend")
 
-    def _check(self, login: str, password: bytes, service: str, realm: str) -> Answer:
+    async def _check(self, links: Links, login: str, password: bytes, service: str,
+                     realm: str, deadline: float) -> Answer:
         method = self.s.auth_method
-        if method == "fastbind":
-            dn, ok = self._fastbind(login, password, service, realm)
-            if not ok:
-                return FAIL
+        if method == "fastbind" and self.s.use_sasl:
+            dn = await self._sasl_fastbind(login, password, realm, deadline)
+        elif method == "fastbind":
+            dn = expand(self.s.filter, login, service, realm, "", escape_dn_value)
+            await self._user_bind(links, dn, password, deadline)
         else:
             attrs = [self.s.password_attr] if method == "custom" else ["1.1"]
-            found = self._find_user(login, service, realm, attrs)
-            dn = found.dn
+            dn, attributes = await self._find_user(links, login, service, realm, attrs,
+                                                   deadline)
             if method == "custom":
-                answer = self._compare_password(found, password)
+                answer = await self._compare_password(dn, attributes, password)
                 if answer is not OK:
                     return answer
-            elif not self._user_bind(Identity(dn=dn, password=password))[0]:
-                return FAIL
-        if self.s.group_check and not self._in_group(login, service, realm, dn):
+            else:
+                await self._user_bind(links, dn, password, deadline)
+        if self.s.group_check and not await self._in_group(links, login, service, realm, dn,
+                                                           deadline):
             return Answer(base.Result.FAIL, "not a member of the required group")
         return OK
 
-    # -- operations, each retried once on a fresh connection if its connection broke
+    # -- the operations
 
-    def _deadline(self) -> float:
-        return time.monotonic() + self.s.timeout
-
-    def _with(self, pool: Pool, operation: Callable[[ldap3.Connection], T]) -> T:
-        for attempt in (1, 2):
-            deadline = self._deadline()
-            with pool.connection(deadline, fresh=attempt == 2) as conn:
-                try:
-                    return operation(conn)
-                except (Broken, *CONNECTION_ERRORS) as exc:
-                    close(conn)
-                    self.directory.failed(conn)
-                    pool.drop_idle()
-                    if attempt == 2:
-                        raise Unavailable(f"LDAP connection lost: {short_error(exc)}")
-                    log.info("ldap: %s connection lost (%s); retrying on a new one",
-                             pool.name, short_error(exc))
-        raise AssertionError("unreachable")
-
-    def _search(self, conn: ldap3.Connection, base_dn: str, scope: str, filt: str,
-                attrs: list[str], size_limit: int) -> list[Found]:
-        ok = conn.search(base_dn, filt, search_scope=scope, attributes=attrs,
-                         dereference_aliases=self.s.deref, size_limit=size_limit,
-                         time_limit=self.s.time_limit)
-        code = (conn.result or {}).get("result")
-        if conn.closed and not ok:
-            raise Broken(describe(conn))
-        if code == 4:  # sizeLimitExceeded: more than size_limit entries
-            return [Found("", {})] * (size_limit + 1)
-        if not ok and code not in (0, 32):  # 32 noSuchObject: the base does not exist
-            raise_if_broken(conn)
-            raise Unavailable(f"search refused: {describe(conn)}")
-        return [Found(r["dn"], dict(r.get("raw_attributes") or {}))
-                for r in conn.response or () if r.get("type") == "searchResEntry"]
-
-    def _find_user(self, login: str, service: str, realm: str, attrs: list[str]) -> Found:
+    async def _search(self, links: Links, base_dn: str, scope: int, filt: str,
+                      attrs: list[str], size_limit: int, deadline: float) -> list[Any]:
+        """Entries as (dn, attributes); sizeLimitExceeded raises ``ldap.SIZELIMIT_EXCEEDED``,
+        noSuchObject (the base does not exist) gives none."""
         s = self.s
-        filt = expand(s.filter, login, service, realm, "", escape_filter_chars)
-        if not filt.lstrip().startswith("("):
-            filt = f"({filt})"
+        try:
+            _, entries = await links.call(links.service, lambda c: c.search_ext(
+                base_dn, scope, filt, attrs, 0, None, None, s.time_limit or -1, size_limit),
+                deadline)
+        except ldap.NO_SUCH_OBJECT:
+            return []
+        except (ldap.SIZELIMIT_EXCEEDED, ldap.TIMEOUT):
+            raise
+        except ldap.LDAPError as exc:
+            if code_of(exc) in TEMPORARY_CODES:
+                raise Unavailable(f"search failed: {describe(exc)}")
+            raise Unavailable(f"search refused: {describe(exc)}")
+        return [e for e in entries if e[0] is not None]  # drop search references
+
+    async def _find_user(self, links: Links, login: str, service: str, realm: str,
+                         attrs: list[str], deadline: float) -> tuple[str, dict]:
+        s = self.s
+        filt = _filter(expand(s.filter, login, service, realm, "", escape_filter_value))
         base_dn = expand(s.search_base, login, service, realm, "", escape_dn_value)
-        limit = s.size_limit
-        entries = self._with(self.service, lambda c: self._search(
-            c, base_dn, s.scope, filt, attrs, limit))
+        try:
+            entries = await self._search(links, base_dn, s.scope, filt, attrs, s.size_limit,
+                                         deadline)
+        except ldap.SIZELIMIT_EXCEEDED:  # more entries than the limit, whatever it is
+            entries = [("", {})] * 2
         if not entries:
             raise NotFound("unknown user")
         if len(entries) > 1:
-            log.warning("ldap: %d or more entries match %s under %r: refusing an ambiguous "
-                        "login", len(entries), filt, base_dn)
+            log.warning("ldap: several entries match %s under %r: refusing an ambiguous "
+                        "login", filt, base_dn)
             raise NotFound("several directory entries match")
         return entries[0]
 
-    def _compare_password(self, found: Found, password: bytes) -> Answer:
+    async def _compare_password(self, dn: str, attributes: dict, password: bytes) -> Answer:
         wanted = self.s.password_attr.lower()
-        values = [v for k, vs in found.attributes.items() if k.lower() == wanted for v in vs]
+        values = [v for k, vs in attributes.items() if k.lower() == wanted for v in vs]
         if not values:
             return Answer(base.Result.FAIL, f"no {self.s.password_attr} to compare with")
         for raw in values:
-            stored = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+            stored = raw.decode("utf-8", "surrogateescape")
+            scheme = passwords.scheme_of(stored).split(".")[0].upper()
             try:
                 # A value without a {SCHEME} is cleartext, as saslauthd compares it.
-                if passwords.verify(password, stored, default_scheme="PLAIN"):
+                if scheme in CHEAP_SCHEMES:
+                    ok = passwords.verify(password, stored, default_scheme="PLAIN")
+                else:  # crypt, bcrypt, argon2, PBKDF2: not on the event loop
+                    ok = await asyncio.get_running_loop().run_in_executor(
+                        self.threads, passwords.verify, password, stored, "PLAIN")
+                if ok:
                     return OK
             except passwords.UnknownScheme as exc:
-                log.warning("ldap: %s: %s in %s", found.dn, exc, self.s.password_attr)
+                log.warning("ldap: %s: %s in %s", dn, exc, self.s.password_attr)
         return FAIL
 
-    def _user_bind(self, identity: Identity, want_dn: bool = False) -> tuple[bool, str]:
-        """Bind as the user on a user connection: (accepted, the DN from *Who am I?* when
-        ``want_dn``, for a group check after a SASL bind)."""
-        def attempt(conn: ldap3.Connection) -> tuple[bool, str]:
-            if not bind(conn, identity):
-                raise_if_broken(conn, TEMPORARY_BIND_CODES)
-                return False, ""  # invalidCredentials, invalidDNSyntax, unwillingToPerform...
-            if not want_dn:
-                return True, ""
-            who = conn.extend.standard.who_am_i() or ""
-            return True, who[3:] if who.startswith("dn:") else ""
+    async def _user_bind(self, links: Links, dn: str, password: bytes,
+                         deadline: float) -> None:
+        """Bind as the user on a user link; ``Refused`` if the server says no."""
+        if not dn.strip():  # an empty DN is an anonymous bind: never a login
+            raise Refused("the user's DN is empty")
+        try:
+            await links.call(links.user, lambda c: c.simple_bind(dn, password), deadline)
+        except ldap.LDAPError as exc:
+            if code_of(exc) in TEMPORARY_BIND_CODES:
+                raise Unavailable(f"bind failed: {describe(exc)}")
+            raise Refused(describe(exc))  # invalidCredentials, invalidDNSyntax ...
 
-        return self._with(self.users, attempt)
-
-    def _fastbind(self, login: str, password: bytes, service: str,
-                  realm: str) -> tuple[str, bool]:
-        s = self.s
-        if not s.use_sasl:
-            dn = expand(s.filter, login, service, realm, "", escape_dn_value)
-            return dn, self._user_bind(Identity(dn=dn, password=password))[0]
-        # As lak.c: the SASL name is login@realm when the login has no realm of its own.
+    async def _sasl_fastbind(self, login: str, password: bytes, realm: str,
+                             deadline: float) -> str:
+        """lak.c's SASL fastbind: the SASL name is login@realm when the login has no realm
+        of its own.  Blocking (several round trips), so in a thread.  Returns the DN from
+        *Who am I?* when a group check needs it."""
         user = login if ("@" in login or not realm) else f"{login}@{realm}"
-        ok, dn = self._user_bind(sasl_identity(s, user, password, ""),
-                                 want_dn=s.group_check)
-        return dn, ok
+        who = Identity(sasl=sasl_identity(self.s, user, password, ""))
+        loop = asyncio.get_running_loop()
+        until = time.monotonic() + max(0.0, deadline - loop.time())
+        return await loop.run_in_executor(self.threads, self._sasl_bind, who, until)
 
-    def _in_group(self, login: str, service: str, realm: str, dn: str) -> bool:
+    def _sasl_bind(self, who: Identity, until: float) -> str:
+        for attempt in (1, 2):
+            conn = self.sasl_users.pop() if self.sasl_users and attempt == 1 else None
+            server = None
+            if conn is None:
+                conn, server = self.directory.connect(Identity(), until)
+            keep = False
+            try:
+                bind(conn, who, host_of(self.s.servers[server or 0]))
+                keep = True
+                if not self.s.group_check:
+                    return ""
+                whoami = conn.whoami_s() or ""
+                return whoami[3:] if whoami.startswith("dn:") else ""
+            except ldap.LDAPError as exc:
+                code = code_of(exc)
+                if code is not None and code >= 0 and code not in TEMPORARY_BIND_CODES:
+                    keep = True
+                    raise Refused(describe(exc))
+                if attempt == 2 or time.monotonic() >= until:
+                    raise Unavailable(f"SASL bind failed: {describe(exc)}")
+            finally:
+                # A SASL bind leaves nothing behind on the connection (the exchange is
+                # ours), so a healthy one is reused.
+                if keep:
+                    self.sasl_users.append(conn)
+                else:
+                    close(conn)
+        raise AssertionError("unreachable")
+
+    async def _in_group(self, links: Links, login: str, service: str, realm: str, dn: str,
+                        deadline: float) -> bool:
         s = self.s
         if not dn:
             return False
         if s.group_match_method == "attr":
             group_dn = expand(s.group_dn, login, service, realm, "", escape_dn_value)
-
-            def compare(conn: ldap3.Connection) -> bool:
-                if conn.compare(group_dn, s.group_attr, dn):
-                    return True
-                raise_if_broken(conn)
+            try:
+                await links.call(links.service, lambda c: c.compare_ext(
+                    group_dn, s.group_attr, dn.encode("utf-8")), deadline)
+            except ldap.COMPARE_TRUE:
+                return True
+            except ldap.LDAPError as exc:
+                if code_of(exc) in TEMPORARY_CODES:
+                    raise Unavailable(f"group check failed: {describe(exc)}")
                 return False  # compareFalse, noSuchObject, noSuchAttribute ...
-
-            return self._with(self.service, compare)
-        filt = expand(s.group_filter, login, service, realm, dn, escape_filter_chars)
-        if not filt.lstrip().startswith("("):
-            filt = f"({filt})"
+            return False
+        filt = _filter(expand(s.group_filter, login, service, realm, dn, escape_filter_value))
         base_dn = expand(s.group_search_base, login, service, realm, dn, escape_dn_value)
-        groups = self._with(self.service, lambda c: self._search(
-            c, base_dn, s.group_scope, filt, ["1.1"], 1))
-        return bool(groups)
+        try:
+            return bool(await self._search(links, base_dn, s.group_scope, filt, ["1.1"], 1,
+                                           deadline))
+        except ldap.SIZELIMIT_EXCEEDED:  # more than one group matches
+            return True
+
+
+def _filter(text: str) -> str:
+    return text if text.lstrip().startswith("(") else f"({text})"
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

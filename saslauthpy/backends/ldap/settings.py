@@ -14,14 +14,13 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import ldap3
-from ldap3.utils.dn import escape_rdn
+import ldap
+from ldap.filter import escape_filter_chars
 
 from ...errors import ConfigError
 from . import saslauthd_conf
@@ -33,13 +32,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("saslauthpy.ldap")
 
-SCOPES = {"sub": ldap3.SUBTREE, "subtree": ldap3.SUBTREE, "one": ldap3.LEVEL,
-          "onelevel": ldap3.LEVEL, "base": ldap3.BASE}
-DEREF = {"never": ldap3.DEREF_NEVER, "search": ldap3.DEREF_SEARCH,
-         "find": ldap3.DEREF_BASE, "always": ldap3.DEREF_ALWAYS}
+SCOPES = {"sub": ldap.SCOPE_SUBTREE, "subtree": ldap.SCOPE_SUBTREE, "one": ldap.SCOPE_ONELEVEL,
+          "onelevel": ldap.SCOPE_ONELEVEL, "base": ldap.SCOPE_BASE}
+DEREF = {"never": ldap.DEREF_NEVER, "search": ldap.DEREF_SEARCHING,
+         "find": ldap.DEREF_FINDING, "always": ldap.DEREF_ALWAYS}
 METHODS = {"bind": "bind", "custom": "custom", "fastbind": "fastbind"}
 GROUP_METHODS = {"attr": "attr", "filter": "filter"}
-SASL_MECHS = {"digest-md5": ldap3.DIGEST_MD5, "plain": ldap3.PLAIN, "external": ldap3.EXTERNAL}
+SASL_MECHS = {"digest-md5": "DIGEST-MD5", "plain": "PLAIN", "external": "EXTERNAL"}
 
 STRING_KEYS = {
     "ldap_servers", "ldap_bind_dn", "ldap_password", "ldap_search_base", "ldap_filter",
@@ -79,16 +78,16 @@ class Settings:
     group_attr: str = "uniqueMember"
     group_filter: str = ""
     group_search_base: str = ""
-    group_scope: str = ldap3.SUBTREE
+    group_scope: int = ldap.SCOPE_SUBTREE
     group_match_method: str = "attr"
     default_realm: str = ""
     timeout: int = 5
     time_limit: int = 5
     size_limit: int = 1
-    deref: str = ldap3.DEREF_NEVER
+    deref: int = ldap.DEREF_NEVER
     referrals: bool = False
     restart: bool = True
-    scope: str = ldap3.SUBTREE
+    scope: int = ldap.SCOPE_SUBTREE
     use_sasl: bool = False
     sasl_id: str = ""
     sasl_authz_id: str = ""
@@ -249,13 +248,12 @@ def _validate(s: Settings, e: Mapping[str, Entry]) -> None:
         key = "ldap_tls_key" if s.tls_cert else "ldap_tls_cert"
         raise ConfigError(f"{where}: {key} is missing: ldap_tls_cert and ldap_tls_key go "
                           "together (a client certificate and its key)")
-    if s.tls_ciphers:
-        try:
-            ssl.create_default_context().set_ciphers(s.tls_ciphers)
-        except ssl.SSLError:
-            raise ConfigError(f"{at('ldap_tls_ciphers')}: ldap_tls_ciphers {s.tls_ciphers!r} "
-                              "selects no cipher: give an OpenSSL cipher list like "
-                              "HIGH:!aNULL:!MD5")
+    if s.tls_ciphers and not _ciphers_usable(s.tls_ciphers):
+        package = ldap.get_option(ldap.OPT_X_TLS_PACKAGE)
+        example = "NORMAL:-VERS-TLS1.0" if package == "GnuTLS" else "HIGH:!aNULL:!MD5"
+        raise ConfigError(f"{at('ldap_tls_ciphers')}: ldap_tls_ciphers {s.tls_ciphers!r} "
+                          f"selects no cipher: libldap uses {package} here, give its cipher "
+                          f"list like {example}")
     if s.use_sasl:
         mech = s.sasl_mech.lower()
         if not mech:
@@ -263,7 +261,7 @@ def _validate(s: Settings, e: Mapping[str, Entry]) -> None:
                               f"choose one of {', '.join(m.upper() for m in SASL_MECHS)}")
         if mech not in SASL_MECHS:
             raise ConfigError(f"{at('ldap_mech')}: ldap_mech {s.sasl_mech!r} is not "
-                              f"supported (ldap3 does {', '.join(m.upper() for m in SASL_MECHS)}"
+                              f"supported (only {', '.join(m.upper() for m in SASL_MECHS)}"
                               "; GSSAPI and others are not)")
         if mech == "external" and s.auth_method == "fastbind":
             raise ConfigError(
@@ -274,13 +272,24 @@ def _validate(s: Settings, e: Mapping[str, Entry]) -> None:
                                                                 "noplain", "noanonymous,noplain"):
             raise ConfigError(f"{at('ldap_sasl_secprops')}: ldap_sasl_secprops "
                               f"{s.sasl_secprops!r}: SASL security layers are not supported "
-                              "(ldap3 has none); protect the connection with TLS instead")
+                              "(ours has none); protect the connection with TLS instead")
     elif s.sasl_mech or s.sasl_id:
         log.warning("%s: ldap_mech/ldap_id are set but ldap_use_sasl is off: they are unused",
                     where)
     if s.tls_check_peer is False and uses_tls(s):
         log.warning("%s: ldap_tls_check_peer is off: the LDAP server's certificate is not "
                     "verified", at("ldap_tls_check_peer"))
+
+
+def _ciphers_usable(ciphers: str) -> bool:
+    """libldap builds a TLS context with this cipher list (GnuTLS or OpenSSL syntax)."""
+    conn = ldap.initialize("ldap://localhost")
+    try:
+        conn.set_option(ldap.OPT_X_TLS_CIPHER_SUITE, ciphers)
+        conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+    except (ValueError, ldap.LDAPError):
+        return False
+    return True
 
 
 def uses_tls(s: Settings) -> bool:
@@ -305,8 +314,25 @@ def load_settings(config: Config, options: Mapping[str, Any] | Options | None) -
 # Tokens (lak.c's lak_expand_tokens, Debian's 2.1.28)
 
 
+def escape_filter_value(value: str) -> str:
+    """RFC 4515: ``* ( ) \\ NUL`` as ``\\2a \\28 \\29 \\5c \\00``."""
+    return escape_filter_chars(value)
+
+
+_DN_SPECIALS = {c: "\\" + c for c in '"+,;<>\\='}
+_DN_SPECIALS["\0"] = "\\00"
+
+
 def escape_dn_value(value: str) -> str:
-    return escape_rdn(value) if value else ""
+    """RFC 4514 attribute value escaping (a leading space or ``#``, a trailing space)."""
+    if not value:
+        return ""
+    chars = [_DN_SPECIALS.get(c, c) for c in value]
+    if chars[0] in (" ", "#"):
+        chars[0] = "\\" + chars[0]
+    if len(chars) > 1 and chars[-1] == " ":
+        chars[-1] = "\\ "
+    return "".join(chars)
 
 
 def _domain_label(domain: str, n: int) -> str:

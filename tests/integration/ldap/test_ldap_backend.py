@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import socket
 import time
 from pathlib import Path
 
+import ldap
 import pytest
 from ldap_server import (
     BASE_DN,
@@ -24,31 +24,12 @@ from saslauthpy.backends.base import Result
 from saslauthpy.backends.ldap import Backend
 from saslauthpy.config import Config
 from saslauthpy.errors import ConfigError
-from saslauthpy.protocol import Request
 
 SERVICE = f"ldap_bind_dn: {SERVICE_DN}\nldap_password: {SERVICE_PW}\n"
 
 
-@pytest.fixture
-def backend(tmp_path):
-    """``backend(conf_text, **toml)``: an opened Backend; all are closed after the test."""
-    made: list[Backend] = []
-
-    def make(text: str, **options) -> Backend:
-        conf = tmp_path / f"saslauthd{len(made)}.conf"
-        conf.write_text(text)
-        b = Backend(Config(mech_options=str(conf), threads=4), options)
-        made.append(b)
-        b.open()
-        return b
-
-    yield make
-    for b in made:
-        b.close()
-
-
-def check(b: Backend, login: str, password: str, realm: str = "", service: str = "imap"):
-    return b.check(Request(login, password.encode(), service, realm)).result
+def check(b, login: str, password: str, realm: str = "", service: str = "imap") -> Result:
+    return b.answer(login, password, realm, service).result
 
 
 OK, FAIL, UNKNOWN, TEMPFAIL = Result.OK, Result.FAIL, Result.UNKNOWN, Result.TEMPFAIL
@@ -152,13 +133,14 @@ def test_realm_tokens_and_default_realm(slapd, backend):
 
 
 def test_concurrent_logins_use_several_connections(slapd, backend):
+    """Searches share the service connection; user binds run on several connections."""
     b = backend(base(slapd, SERVICE + "ldap_auth_method: bind\n"), pool_size=4)
     logins = [("alice", "alice-secret", OK), ("bob", "bob-secret", OK),
               ("alice", "nope", FAIL), ("nobody", "x", UNKNOWN)] * 10
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda c: check(b, c[0], c[1]), logins))
+    results = [a.result for a in b.answers([(c[0], c[1]) for c in logins])]
     assert results == [c[2] for c in logins]
-    assert len(b.service.idle) > 1 and len(b.users.idle) > 1
+    assert len(b.links.service.links) <= 2  # pipelined: 40 searches on one or two
+    assert 1 < len(b.links.user.links) <= 4
 
 
 # -- TLS
@@ -168,8 +150,8 @@ def test_start_tls_and_ldaps_with_the_test_ca(slapd, backend, ca):
     tls = f"ldap_tls_cacert_file: {ca.ca_cert}\n"
     b = backend(base(slapd, tls + "ldap_start_tls: yes\n"))
     assert check(b, "alice", "alice-secret") is OK
-    conn = b.users.idle[0][0]
-    assert conn.tls_started
+    conn = b.links.user.idle[0].conn
+    assert conn.get_option(ldap.OPT_X_TLS_VERSION).startswith("TLS")
     b2 = backend(f"ldap_servers: {slapd.ldaps_uri}\nldap_search_base: {BASE_DN}\n" + tls
                  + METHODS["custom"])
     assert check(b2, "bob", "bob-secret") is OK

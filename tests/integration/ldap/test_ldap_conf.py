@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import ldap3
+import ldap
 import pytest
-from ldap3.utils.conv import escape_filter_chars
 
 from saslauthpy.backends.ldap import saslauthd_conf
 from saslauthpy.backends.ldap.settings import (
     Settings,
     build_settings,
     escape_dn_value,
+    escape_filter_value,
     expand,
     load_settings,
     toml_entries,
@@ -77,7 +77,8 @@ def test_defaults_are_lak_c_defaults():
     assert s.servers == ["ldap://localhost/"]
     assert (s.filter, s.password_attr, s.auth_method) == ("(uid=%u)", "userPassword", "bind")
     assert (s.timeout, s.time_limit, s.size_limit, s.version) == (5, 5, 1, 3)
-    assert (s.group_attr, s.group_match_method, s.scope) == ("uniqueMember", "attr", ldap3.SUBTREE)
+    assert (s.group_attr, s.group_match_method, s.scope) == ("uniqueMember", "attr",
+                                                              ldap.SCOPE_SUBTREE)
     assert s.referrals is False and s.restart is True and s.start_tls is False
 
 
@@ -93,12 +94,12 @@ def test_aliases_and_every_key_are_accepted(tmp_path):
         "ldap_size_limit: 2\nldap_deref: always\nldap_referrals: yes\nldap_restart: no\n"
         "ldap_scope: base\nldap_start_tls: no\nldap_tls_check_peer: yes\n"
         f"ldap_tls_cacert_file: {ca}\nldap_tls_cacert_dir: {tmp_path}\n"
-        "ldap_tls_ciphers: HIGH:!aNULL\nldap_debug: 0\nldap_cache_ttl: 10\n"
+        "ldap_tls_ciphers: NORMAL:-VERS-TLS1.0\nldap_debug: 0\nldap_cache_ttl: 10\n"
         "krb5_keytab: /etc/krb5.keytab\n")
     assert s.servers == ["ldap://a:3389/", "ldaps://b/"]
     assert (s.bind_dn, s.password, s.default_realm) == ("cn=svc", "pw", "example.org")
-    assert (s.auth_method, s.group_scope, s.scope, s.deref) == ("custom", ldap3.LEVEL, ldap3.BASE,
-                                                                 ldap3.DEREF_ALWAYS)
+    assert (s.auth_method, s.group_scope, s.scope, s.deref) == (
+        "custom", ldap.SCOPE_ONELEVEL, ldap.SCOPE_BASE, ldap.DEREF_ALWAYS)
     assert s.tls_check_peer is True and s.referrals is True and s.size_limit == 2
 
 
@@ -170,7 +171,7 @@ def test_toml_unknown_key_and_bad_type():
 
 
 def f(template, login, realm="", service="imap", dn=""):
-    return expand(template, login, service, realm, dn, escape_filter_chars)
+    return expand(template, login, service, realm, dn, escape_filter_value)
 
 
 @pytest.mark.parametrize("template, login, realm, expected", [

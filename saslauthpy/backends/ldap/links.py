@@ -1,0 +1,259 @@
+"""The ldap backend's connections on the event loop: libldap's asynchronous calls.
+
+A ``Link`` is one open connection whose operations are sent without waiting (libldap's
+``ldap_search_ext``, ``ldap_sasl_bind``, ``ldap_compare_ext``) and whose answers are read
+when its socket becomes readable (``ldap_result`` with a zero timeout), so one event-loop
+thread keeps many operations in flight and no thread waits on the network.  ``Links``
+holds them, per event loop:
+
+- *service* links (bound as ``ldap_bind_dn``, the SASL service identity or anonymously)
+  carry searches and compares, many at once on one connection; another is opened when
+  every open one has ``PIPELINE`` operations in flight, up to ``pool_size``;
+- *user* links carry user binds, one at a time each (a bind must be alone on its
+  connection), up to ``pool_size``; a request waits for a free one until its deadline.
+
+Opening a link (connect, TLS, the service bind) blocks, so it runs in the backend's
+threads; one opening at a time per kind, the others wait for it.  A link that breaks or
+times out is closed; an idle link is replaced after ``MAX_IDLE`` seconds so that
+traffic drifts back to the first server of ``ldap_servers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+import ldap
+from ldap.ldapobject import LDAPObject
+
+from .connection import Broken, Directory, Identity, Unavailable, close, describe
+
+PIPELINE = 32  # operations in flight on one service link before another is opened
+MAX_IDLE = 120.0  # seconds before an idle link is replaced (back to the first server)
+
+
+class TimedOut(Unavailable):
+    """No answer before the request's deadline (``ldap_timeout``)."""
+
+
+class Link:
+    """One connection used from the event loop: send now, answer when readable."""
+
+    def __init__(self, conn: LDAPObject, server: int, loop: asyncio.AbstractEventLoop):
+        self.conn, self.server, self.loop = conn, server, loop
+        self.pending: dict[int, asyncio.Future[tuple[int, Any]]] = {}
+        self.closed = False
+        self.used = time.monotonic()
+        self.fd = conn.fileno()
+        loop.add_reader(self.fd, self._readable)
+
+    def _readable(self) -> None:
+        while not self.closed:
+            try:
+                kind, data, msgid, _ = self.conn.result3(ldap.RES_ANY, 1, 0)
+            except ldap.LDAPError as exc:
+                info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+                waiter = self.pending.pop(info.get("msgid", -1), None)
+                if waiter is None:  # not an operation's answer: the connection is gone
+                    self.close(Broken(describe(exc)))
+                    return
+                if not waiter.done():
+                    waiter.set_exception(exc)
+                continue
+            if kind is None:  # nothing complete yet
+                return
+            waiter = self.pending.pop(msgid, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result((kind, data))
+
+    async def call(self, send: Callable[[], int], deadline: float) -> tuple[int, Any]:
+        """Send one operation (``send`` returns its message id) and wait for its answer
+        until ``deadline`` (loop time).  Raises python-ldap's error for a refused
+        operation, ``Broken`` or ``TimedOut`` (then the link is closed)."""
+        if self.closed:
+            raise Broken("connection closed")
+        try:
+            msgid = send()
+        except ldap.SERVER_DOWN as exc:
+            self.close(Broken(describe(exc)))
+            raise Broken(describe(exc))
+        waiter = self.loop.create_future()
+        self.pending[msgid] = waiter
+        self.used = time.monotonic()
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await waiter
+        except TimeoutError:
+            self.pending.pop(msgid, None)
+            self.close(Broken("timed out"))
+            raise TimedOut("the LDAP server did not answer within ldap_timeout")
+
+    def close(self, why: Exception | None = None) -> None:
+        """Stop reading, fail what is in flight, unbind.  Call it in the loop's thread
+        (or when the loop is not running)."""
+        if self.closed:
+            return
+        self.closed = True
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self.fd)
+        pending, self.pending = self.pending, {}
+        for waiter in pending.values():
+            if not waiter.done():
+                waiter.set_exception(why or Broken("connection closed"))
+        close(self.conn)
+
+
+class Kind:
+    """The links of one kind (service or user) on one loop, and the one opening."""
+
+    def __init__(self, name: str, identity: Identity, size: int, shared: bool):
+        self.name, self.identity, self.size, self.shared = name, identity, size, shared
+        self.links: list[Link] = []
+        self.idle: list[Link] = []  # user links not in use (shared links are always usable)
+        self.opening: asyncio.Future[Link] | None = None
+        self.freed = asyncio.Event()
+
+    def live(self) -> list[Link]:
+        self.links = [lk for lk in self.links if not lk.closed]
+        return self.links
+
+
+class Links:
+    """The service and user links of one event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, directory: Directory,
+                 service: Identity, size: int, opener: Executor):
+        self.loop, self.directory, self.opener = loop, directory, opener
+        self.service = Kind("service", service, size, shared=True)
+        self.user = Kind("user", Identity(), size, shared=False)
+
+    def adopt(self, kind: Kind, conn: LDAPObject, server: int) -> None:
+        """A connection opened before the loop ran (at start)."""
+        link = Link(conn, server, self.loop)
+        kind.links.append(link)
+        if not kind.shared:
+            kind.idle.append(link)
+
+    async def call(self, kind: Kind, send: Callable[[LDAPObject], int],
+                   deadline: float) -> tuple[int, Any]:
+        """One operation on a link of ``kind`` (a user link: alone on it), retried once
+        on another link if its link broke, not if it timed out."""
+        for attempt in (1, 2):
+            link = await (self._service_link(deadline) if kind.shared
+                          else self._user_link(deadline))
+            healthy = False
+            try:
+                answer = await link.call(lambda lk=link: send(lk.conn), deadline)
+                healthy = True
+                return answer
+            except ldap.LDAPError:
+                healthy = True  # the server answered (no): the link is fine
+                raise
+            except TimedOut:
+                self.directory.mark(link.server, ok=False)
+                raise
+            except Broken as exc:
+                self._lost(kind, link)
+                if attempt == 2:
+                    raise Unavailable(f"LDAP connection lost: {exc}")
+            finally:
+                if not kind.shared:
+                    self._release(link, healthy)
+        raise AssertionError("unreachable")
+
+    # -- choosing and opening links
+
+    async def _service_link(self, deadline: float) -> Link:
+        kind = self.service
+        while True:
+            self._expire(kind)
+            live = kind.live()
+            if live:
+                best = min(live, key=lambda lk: len(lk.pending))
+                if len(best.pending) < PIPELINE or len(live) >= kind.size or kind.opening:
+                    return best
+            await self._opened(kind, deadline)
+
+    async def _user_link(self, deadline: float) -> Link:
+        kind = self.user
+        while True:
+            self._expire(kind)
+            while kind.idle:
+                link = kind.idle.pop()
+                if not link.closed:
+                    return link
+            if kind.opening is not None or len(kind.live()) < kind.size:
+                await self._opened(kind, deadline)
+                continue
+            kind.freed.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await kind.freed.wait()
+            except TimeoutError:
+                raise TimedOut(f"all {kind.size} user connections stayed busy for "
+                               "ldap_timeout")
+
+    async def _opened(self, kind: Kind, deadline: float) -> None:
+        """Wait for the link being opened (start opening one if none is): it joins
+        ``kind`` (a user link as idle).  Raises ``Unavailable`` (``TimedOut``)."""
+        if kind.opening is None:
+            kind.opening = asyncio.ensure_future(self._connect(kind, deadline))
+            kind.opening.add_done_callback(lambda f, k=kind: _settled(k, f))
+        try:
+            async with asyncio.timeout_at(deadline):
+                await asyncio.shield(kind.opening)
+        except TimeoutError:
+            raise TimedOut("no LDAP server answered within ldap_timeout")
+
+    async def _connect(self, kind: Kind, deadline: float) -> Link:
+        until = time.monotonic() + max(0.0, deadline - self.loop.time())
+        conn, server = await self.loop.run_in_executor(
+            self.opener, self.directory.connect, kind.identity, until)
+        link = Link(conn, server, self.loop)
+        kind.links.append(link)
+        if not kind.shared:
+            kind.idle.append(link)
+            kind.freed.set()
+        return link
+
+    def _release(self, link: Link, healthy: bool) -> None:
+        kind = self.user
+        if healthy and not link.closed:
+            link.used = time.monotonic()
+            kind.idle.append(link)
+        else:
+            link.close()
+        kind.freed.set()
+
+    def _lost(self, kind: Kind, link: Link) -> None:
+        """``link`` broke: its server is tried last for a while, and the idle links go
+        too (they most likely share its fate)."""
+        link.close()
+        self.directory.mark(link.server, ok=False)
+        for other in kind.live():
+            if not other.pending and (kind.shared or other in kind.idle):
+                other.close()
+        kind.idle.clear()
+
+    def _expire(self, kind: Kind) -> None:
+        now = time.monotonic()
+        for link in kind.live():
+            if not link.pending and now - link.used > MAX_IDLE and (
+                    kind.shared or link in kind.idle):
+                link.close()
+        kind.idle = [lk for lk in kind.idle if not lk.closed]
+
+    def close(self) -> None:
+        for kind in (self.service, self.user):
+            for link in kind.links:
+                link.close()
+            kind.links, kind.idle = [], []
+
+
+def _settled(kind: Kind, future: asyncio.Future[Link]) -> None:
+    kind.opening = None
+    if not future.cancelled():
+        future.exception()  # retrieved: the waiters got it, or nobody was left waiting
