@@ -3,6 +3,8 @@
 # the project itself with every optional extra.
 set -euo pipefail
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends sasl2-bin libsasl2-modules >/dev/null
+# python-ldap (the ldap extra) builds against libldap and libsasl2: headers and a compiler.
+apt-get install -y -qq --no-install-recommends sasl2-bin libsasl2-modules \
+    libldap-dev libsasl2-dev gcc >/dev/null
 python3 -m pip install -q --upgrade pip
 python3 -m pip install -q -e '.[test]'

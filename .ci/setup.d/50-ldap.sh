@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# The ldap backend's tests: a private slapd (started by tests/ldap_server.py on loopback
-# ports from a temporary directory), the OpenLDAP client tools, openssl for the test CA,
-# the C saslauthd/testsaslauthd to compare answers with, and the SASL plugins (DIGEST-MD5,
-# PLAIN) that slapd needs for the SASL binds of tests/integration/ldap/test_ldap_sasl.py.
-# The system slapd is not used: if the package's postinst started it, stop it again.
+# The ldap backend and its tests.
+# - python-ldap (the `ldap` extra) is built from PyPI against the system's libldap and
+#   libsasl2: it needs libldap-dev, libsasl2-dev and a compiler (00-base.sh installs them
+#   before `pip install -e .[test]`; checked again here).
+# - ldap3 (the previous engine) must not be installed: nothing may import it any more.
+# - A private slapd (started by tests/helpers/ldap_server.py on loopback ports from a
+#   temporary directory), the OpenLDAP client tools, openssl for the test CA, the C
+#   saslauthd/testsaslauthd to compare answers with, and the SASL plugins (DIGEST-MD5,
+#   PLAIN) that slapd needs for the SASL binds of tests/integration/ldap/test_ldap_sasl.py.
+#   The system slapd is not used: if the package's postinst started it, stop it again.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in slapd ldap-utils openssl sasl2-bin libsasl2-modules; do
+for pkg in slapd ldap-utils openssl sasl2-bin libsasl2-modules libldap-dev libsasl2-dev gcc; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then
@@ -20,5 +25,8 @@ if ((${#need[@]})); then
         (systemctl stop slapd 2>/dev/null || service slapd stop 2>/dev/null || true) >/dev/null
     fi
 fi
+python3 -c "import ldap" 2>/dev/null || python3 -m pip install -q 'python-ldap>=3.4'
+python3 -m pip uninstall -q -y ldap3 2>/dev/null || true
+! python3 -c "import ldap3" 2>/dev/null
 # The tests run /usr/sbin/slapd and slapadd directly; make sure they are there.
 test -x /usr/sbin/slapd && test -x /usr/sbin/slapadd && command -v ldapsearch >/dev/null

@@ -89,8 +89,10 @@ class Backend(base.Backend):
         self.threads: Executor = ThreadPoolExecutor(
             max_workers=self.s.pool_size + 1, thread_name_prefix="saslauthpy-ldap")
         self.links: Links | None = None
-        # fastbind alone never uses the service identity (nor does lak.c)
+        # fastbind alone never uses the service identity (nor does lak.c); one that is
+        # configured all the same is still checked at start
         self.needs_service = self.s.auth_method != "fastbind" or self.s.group_check
+        self.check_service = self.needs_service or bool(self.s.bind_dn or self.s.sasl_id)
         self.started: tuple[LDAPObject, int] | None = None  # the connection open() made
         self.sasl_users: list[LDAPObject] = []  # blocking user links for SASL fastbind
 
@@ -99,7 +101,7 @@ class Backend(base.Backend):
     def open(self) -> None:
         deadline = time.monotonic() + self.s.timeout
         try:
-            who = self.service_identity if self.needs_service else Identity()
+            who = self.service_identity if self.check_service else Identity()
             self.started = self.directory.connect(who, deadline)
         except ServiceBindRefused as exc:
             who = "SASL identity ldap_id" if self.s.use_sasl else "ldap_bind_dn"
