@@ -15,6 +15,7 @@ Reusable by any test module (the ldap backend's tests, an OpenLDAP pass-through 
     server.ldapi_uri  # "ldapi://%2Ftmp%2F...%2Fldapi" (SASL EXTERNAL: root maps to cn=saslauthd)
     server.ldaps_uri  # "ldaps://127.0.0.1:PORT/" (only with a CA)
     server.stop(); server.start()          # same ports, same data: a server "coming back"
+    server.pause(); server.resume()        # SIGSTOP / SIGCONT: a stalled server
     server.set_password("uid=alice,...", "new")  # as the rootdn, with ldappasswd
     server.modify(ldif_text)                     # ldapmodify as the rootdn
 
@@ -119,7 +120,10 @@ class Slapd:
     """One slapd process serving the example directory from its own temporary directory."""
 
     def __init__(self, directory: Path, ca: TestCA | None = None,
-                 ldif: Path | None = None, port: int | None = None):
+                 ldif: Path | None = None, port: int | None = None, sizelimit: int = 500,
+                 ldapi_uri: str = ""):
+        """``sizelimit``: slapd's own limit on entries per search; ``ldapi_uri``: where it
+        listens for ldapi:// (default: a socket in its directory)."""
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ca = ca
@@ -133,7 +137,8 @@ class Slapd:
             tls = (f"TLSCACertificateFile {ca.ca_cert}\nTLSCertificateFile {ca.cert}\n"
                    f"TLSCertificateKeyFile {ca.key}\nTLSVerifyClient allow")
         text = (DATA / "slapd.conf").read_text().replace("@dir@", str(self.dir))
-        text = text.replace("@tls@", tls)
+        text = text.replace("@tls@", tls).replace("@sizelimit@", str(sizelimit))
+        self._ldapi_uri = ldapi_uri
         self.conf.write_text(text)
         (self.dir / "data").mkdir(exist_ok=True)
         subprocess.run([_need("slapadd"), "-q", "-f", str(self.conf), "-l",
@@ -146,7 +151,7 @@ class Slapd:
 
     @property
     def ldapi_uri(self) -> str:
-        return "ldapi://" + quote(str(self.dir / "ldapi"), safe="")
+        return self._ldapi_uri or "ldapi://" + quote(str(self.dir / "ldapi"), safe="")
 
     @property
     def ldaps_uri(self) -> str:
@@ -196,6 +201,15 @@ class Slapd:
                 self.proc.wait()
         self.proc = None
         self._log.close()
+
+    def pause(self) -> None:
+        """Stall the server (SIGSTOP): connections stay open, nothing is answered."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def _admin(self, program: str, *args: str, stdin: str | None = None) -> str:
         res = subprocess.run([_need(program), "-x", "-H", self.uri, "-D", ADMIN_DN, "-w", ADMIN_PW,
