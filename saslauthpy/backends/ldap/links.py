@@ -114,6 +114,7 @@ class Kind:
         self.links: list[Link] = []
         self.idle: list[Link] = []  # user links not in use (shared links are always usable)
         self.opening: asyncio.Future[Link] | None = None
+        self.opening_deadline = 0.0
         self.freed = asyncio.Event()
 
     def live(self) -> list[Link]:
@@ -198,26 +199,39 @@ class Links:
 
     async def _opened(self, kind: Kind, deadline: float) -> None:
         """Wait for the link being opened (start opening one if none is): it joins
-        ``kind`` (a user link as idle).  Raises ``Unavailable`` (``TimedOut``)."""
-        if kind.opening is None:
-            kind.opening = asyncio.ensure_future(self._connect(kind, deadline))
-            kind.opening.add_done_callback(lambda f, k=kind: _settled(k, f))
-        try:
-            async with asyncio.timeout_at(deadline):
-                await asyncio.shield(kind.opening)
-        except TimeoutError:
-            raise TimedOut("no LDAP server answered within ldap_timeout")
+        ``kind`` (a user link as idle).  Raises ``Unavailable`` (``TimedOut``).  An
+        opening that gave up at its own, earlier deadline is tried again until ours."""
+        while True:
+            if kind.opening is None or kind.opening.done():
+                kind.opening = asyncio.ensure_future(self._connect(kind, deadline))
+                kind.opening.add_done_callback(_retrieved)
+                kind.opening_deadline = deadline
+            opening, until = kind.opening, kind.opening_deadline
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await asyncio.shield(opening)
+                return
+            except TimeoutError:
+                raise TimedOut("no LDAP server answered within ldap_timeout")
+            except Unavailable:
+                now = self.loop.time()
+                if not (until < deadline and now >= until - 0.05):
+                    raise
 
     async def _connect(self, kind: Kind, deadline: float) -> Link:
-        until = time.monotonic() + max(0.0, deadline - self.loop.time())
-        conn, server = await self.loop.run_in_executor(
-            self.opener, self.directory.connect, kind.identity, until)
-        link = Link(conn, server, self.loop)
-        kind.links.append(link)
-        if not kind.shared:
-            kind.idle.append(link)
-            kind.freed.set()
-        return link
+        try:
+            until = time.monotonic() + max(0.0, deadline - self.loop.time())
+            conn, server = await self.loop.run_in_executor(
+                self.opener, self.directory.connect, kind.identity, until)
+            link = Link(conn, server, self.loop)
+            kind.links.append(link)
+            if not kind.shared:
+                kind.idle.append(link)
+                kind.freed.set()
+            return link
+        finally:  # before anyone waiting sees it done: a finished opening is never current
+            if kind.opening is asyncio.current_task():
+                kind.opening = None
 
     def _release(self, link: Link, healthy: bool) -> None:
         kind = self.user
@@ -253,7 +267,6 @@ class Links:
             kind.links, kind.idle = [], []
 
 
-def _settled(kind: Kind, future: asyncio.Future[Link]) -> None:
-    kind.opening = None
+def _retrieved(future: asyncio.Future[Link]) -> None:
     if not future.cancelled():
         future.exception()  # retrieved: the waiters got it, or nobody was left waiting
