@@ -64,6 +64,21 @@ def user_dn(login: str) -> str:
     return f"uid={login},{PEOPLE_DN}"
 
 
+# DIGEST-MD5 needs the secret in cleartext on the server: the service account's and bob's
+# (dave's is cleartext in the LDIF).  ``Slapd.modify(SASL_CLEARTEXT)``.
+SASL_CLEARTEXT = f"""\
+dn: {SERVICE_DN}
+changetype: modify
+replace: userPassword
+userPassword: {SERVICE_PW}
+
+dn: {user_dn("bob")}
+changetype: modify
+replace: userPassword
+userPassword: bob-secret
+"""
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from ldap_server import Slapd, TestCA
+from ldap_server import SASL_CLEARTEXT, Slapd, TestCA
 
 from saslauthpy.backends.base import Answer
 from saslauthpy.backends.ldap import Backend
@@ -26,6 +26,17 @@ def slapd(tmp_path_factory, ca):
     server = Slapd(tmp_path_factory.mktemp("slapd"), ca=ca).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def sasl_slapd(tmp_path_factory, ca):
+    """A private slapd whose SASL accounts have cleartext secrets (DIGEST-MD5)."""
+    server = Slapd(tmp_path_factory.mktemp("sasl-slapd"), ca=ca).start()
+    try:
+        server.modify(SASL_CLEARTEXT)
+        yield server
+    finally:
+        server.stop()
 
 
 class Running:

@@ -127,10 +127,9 @@ NAMES = ["bind", "custom", "fastbind", "bind+group", "custom+group", "fastbind+g
          "realm", "domain-token", "-r", "starttls", "ldaps+custom"]
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_same_answers_as_c_saslauthd(name, slapd, ca, tmp_path, daemon_factory):
+def compare(name: str, spec: tuple, tmp_path: Path, daemon_factory) -> None:
     need("testsaslauthd")
-    text, flags, cases, expected_ok = configs(slapd, ca)[name]
+    text, flags, cases, expected_ok = spec
     conf = tmp_path / "saslauthd.conf"
     conf.write_text(text)
     ours = daemon_factory(args=["-a", "ldap", "-O", str(conf), *flags])
@@ -145,6 +144,62 @@ def test_same_answers_as_c_saslauthd(name, slapd, ca, tmp_path, daemon_factory):
     assert set(differ) == known, f"C saslauthd vs ours: {differ}"
     assert all(theirs[c].startswith("0: NO") and mine[c].startswith("0: OK") for c in known)
     assert {case for case in cases if mine[case].startswith("0: OK")} == expected_ok
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_answers_as_c_saslauthd(name, slapd, ca, tmp_path, daemon_factory):
+    compare(name, configs(slapd, ca)[name], tmp_path, daemon_factory)
+
+
+def sasl_configs(slapd: Slapd, ca: TestCA) -> dict[str, tuple[str, list[str], list, set]]:
+    """SASL binds (``ldap_use_sasl``): users bind with the mechanism as login[@realm]."""
+    base = f"ldap_search_base: {BASE_DN}\nldap_use_sasl: yes\n"
+    digest = f"ldap_servers: {slapd.uri}\n{base}ldap_mech: DIGEST-MD5\n"
+    service = f"ldap_id: saslauthd\nldap_password: {SERVICE_PW}\n"
+    plain = (f"ldap_servers: {slapd.ldaps_uri}\nldap_tls_cacert_file: {ca.ca_cert}\n"
+             f"{base}ldap_mech: PLAIN\n")
+    # slapd's SASL (sasl-auxprops slapd) checks both mechanisms against a cleartext
+    # userPassword: bob's and dave's
+    cleartext = {("bob", "bob-secret", None), ("dave", "dave-secret", None)}
+    return {
+        "digest-md5": (digest + service, [], COMMON, cleartext),
+        "digest-md5 without ldap_id": (digest, [], COMMON, cleartext),
+        "plain without ldap_id": (plain, [], COMMON, cleartext),
+        "external over ldapi, custom": (
+            f"ldap_servers: {slapd.ldapi_uri}\n{base}ldap_mech: EXTERNAL\n"
+            "ldap_auth_method: custom\n", [], COMMON, PLAIN_OK),
+    }
+
+
+SASL_NAMES = ["digest-md5", "digest-md5 without ldap_id", "plain without ldap_id",
+              "external over ldapi, custom"]
+
+
+@pytest.mark.parametrize("name", SASL_NAMES)
+def test_sasl_binds_same_answers_as_c_saslauthd(name, sasl_slapd, ca, tmp_path,
+                                                daemon_factory):
+    compare(name, sasl_configs(sasl_slapd, ca)[name], tmp_path, daemon_factory)
+
+
+def test_external_user_binds_c_accepts_any_password_ours_refuses_to_start(
+        sasl_slapd, tmp_path, daemon_factory):
+    """EXTERNAL with the default method (bind, which SASL turns into fastbind): the C
+    saslauthd "checks" each login with an EXTERNAL bind, which authenticates the
+    connection (root over ldapi) and not the user, so any password is OK.  Ours refuses
+    the configuration with one line."""
+    need("testsaslauthd")
+    conf = tmp_path / "saslauthd.conf"
+    conf.write_text(f"ldap_servers: {sasl_slapd.ldapi_uri}\nldap_search_base: {BASE_DN}\n"
+                    "ldap_use_sasl: yes\nldap_mech: EXTERNAL\n")
+    ref = CSaslauthd(tmp_path, conf, [])
+    try:
+        assert answer(ref.mux, ("alice", "wrong", None)).startswith("0: OK")
+        assert answer(ref.mux, ("nobody", "x", None)).startswith("0: OK")
+    finally:
+        ref.stop()
+    d = daemon_factory(args=["-a", "ldap", "-O", str(conf)], wait=False)
+    assert d.proc.wait(20) != 0
+    assert "cannot check a password" in d.stderr()
 
 
 def test_custom_accepts_schemes_saslauthd_cannot(slapd, tmp_path, daemon_factory):

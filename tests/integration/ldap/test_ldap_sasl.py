@@ -14,34 +14,16 @@ from __future__ import annotations
 
 import pytest
 from harness import testsaslauthd
-from ldap_server import BASE_DN, MAILUSERS_DN, SERVICE_PW, Slapd, user_dn
+from ldap_server import BASE_DN, MAILUSERS_DN, SASL_CLEARTEXT, SERVICE_PW, user_dn
 
 from saslauthpy.backends.base import Result
 from saslauthpy.errors import ConfigError
 
 OK, FAIL, UNKNOWN, TEMPFAIL = Result.OK, Result.FAIL, Result.UNKNOWN, Result.TEMPFAIL
 
-CLEARTEXT = f"""\
-dn: cn=saslauthd,{BASE_DN}
-changetype: modify
-replace: userPassword
-userPassword: {SERVICE_PW}
-
-dn: {user_dn("bob")}
-changetype: modify
-replace: userPassword
-userPassword: bob-secret
-"""
-
-
 @pytest.fixture(scope="module")
-def slapd(tmp_path_factory, ca):
-    server = Slapd(tmp_path_factory.mktemp("slapd"), ca=ca).start()
-    try:
-        server.modify(CLEARTEXT)
-        yield server
-    finally:
-        server.stop()
+def slapd(sasl_slapd):
+    return sasl_slapd
 
 
 def check(b, login: str, password: str | bytes, realm: str = ""):
@@ -148,7 +130,7 @@ def test_digest_md5_fastbind_password_change_takes_effect_at_once(slapd, backend
         assert result(b, "bob", "bob-secret") == FAIL
         assert result(b, "bob", "bob-new") == OK
     finally:
-        slapd.modify(CLEARTEXT)
+        slapd.modify(SASL_CLEARTEXT)
 
 
 def test_digest_md5_fastbind_with_group_check(slapd, backend):
