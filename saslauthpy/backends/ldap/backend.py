@@ -167,7 +167,11 @@ class Backend(base.Backend):
         links = self._links()
         deadline = links.loop.time() + self.s.timeout
         try:
-            return await self._check(links, login, password, request.service, realm, deadline)
+            async with asyncio.timeout_at(deadline):
+                return await self._check(links, login, password, request.service, realm,
+                                         deadline)
+        except TimeoutError:
+            return tempfail("the LDAP server did not answer within ldap_timeout")
         except NotFound as exc:
             return Answer(base.Result.UNKNOWN, exc.reason)
         except (Refused, Unsendable) as exc:

@@ -68,11 +68,14 @@ class Link:
             waiter = self.pending.pop(msgid, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result((kind, data))
+            if not self.pending:  # nothing else to read for (spares libldap a poll)
+                return
 
-    async def call(self, send: Callable[[], int], deadline: float) -> tuple[int, Any]:
-        """Send one operation (``send`` returns its message id) and wait for its answer
-        until ``deadline`` (loop time).  Raises python-ldap's error for a refused
-        operation, ``Broken`` or ``TimedOut`` (then the link is closed)."""
+    async def call(self, send: Callable[[], int]) -> tuple[int, Any]:
+        """Send one operation (``send`` returns its message id) and wait for its answer.
+        Raises python-ldap's error for a refused operation or ``Broken``.  The caller's
+        deadline is one timeout around the whole request: when it cancels the wait, the
+        link is closed (its late answer must not meet the next operation)."""
         if self.closed:
             raise Broken("connection closed")
         try:
@@ -84,12 +87,11 @@ class Link:
         self.pending[msgid] = waiter
         self.used = time.monotonic()
         try:
-            async with asyncio.timeout_at(deadline):
-                return await waiter
-        except TimeoutError:
+            return await waiter
+        except asyncio.CancelledError:
             self.pending.pop(msgid, None)
-            self.close(Broken("timed out"))
-            raise TimedOut("the LDAP server did not answer within ldap_timeout")
+            self.close(Broken("gave up waiting"))
+            raise
 
     def close(self, why: Exception | None = None) -> None:
         """Stop reading, fail what is in flight, unbind.  Call it in the loop's thread
@@ -141,19 +143,19 @@ class Links:
     async def call(self, kind: Kind, send: Callable[[LDAPObject], int],
                    deadline: float) -> tuple[int, Any]:
         """One operation on a link of ``kind`` (a user link: alone on it), retried once
-        on another link if its link broke, not if it timed out."""
+        on another link if its link broke.  The caller bounds it with ``deadline``."""
         for attempt in (1, 2):
             link = await (self._service_link(deadline) if kind.shared
                           else self._user_link(deadline))
             healthy = False
             try:
-                answer = await link.call(lambda lk=link: send(lk.conn), deadline)
+                answer = await link.call(lambda lk=link: send(lk.conn))
                 healthy = True
                 return answer
             except ldap.LDAPError:
                 healthy = True  # the server answered (no): the link is fine
                 raise
-            except TimedOut:
+            except asyncio.CancelledError:  # the request's deadline: no answer in time
                 self.directory.mark(link.server, ok=False)
                 raise
             except Broken as exc:
