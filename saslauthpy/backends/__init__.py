@@ -16,6 +16,10 @@ MODULES = {
     "ldap": "ldap",
 }
 
+# an extra that does not come with [all] (it builds from source)
+EXTRAS = {"ldap": "apt-get install libldap-dev libsasl2-dev gcc && "
+                  "pip install 'saslauthpy[ldap]'"}
+
 
 def _module(name: str):
     key = name.lower()
@@ -25,9 +29,10 @@ def _module(name: str):
     try:
         return importlib.import_module(f"{__name__}.{MODULES[key]}")
     except ImportError as exc:
+        extra = EXTRAS.get(key, "pip install 'saslauthpy[all]'")
         raise ConfigError(
             f"mechanism {name!r} needs a module that is not installed ({exc.name or exc}): "
-            f"pip install 'saslauthpy[all]'"
+            f"{extra}"
         ) from exc
 
 
