@@ -151,7 +151,7 @@ class Backend(base.Backend):
 
     # -- one login
 
-    async def authenticate(self, request: Request, pool: Executor | None = None) -> Answer:
+    async def authenticate(self, request: Request) -> Answer:
         login, password = request.login, request.password
         if not login:
             return base.UNKNOWN

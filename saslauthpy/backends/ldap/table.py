@@ -69,7 +69,7 @@ class Options:
     tls_check_peer: bool | None = _key("verify the server's certificate")
     tls_cacert_file: str | None = _key("CA certificates file")
     tls_cacert_dir: str | None = _key("CA certificates directory")
-    tls_ciphers: str | None = _key("OpenSSL cipher list")
+    tls_ciphers: str | None = _key("libldap's cipher list (GnuTLS priority string on Debian)")
     tls_cert: str | None = _key("client certificate")
     tls_key: str | None = _key("client certificate's key")
     debug: int | None = _key("libldap debug level")
