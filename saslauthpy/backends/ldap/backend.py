@@ -61,7 +61,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("saslauthpy.ldap")
 
-SIZE_LIMIT_EXCEEDED = 4
 # one hash round: cheap enough to check on the event loop (the others go to a thread)
 CHEAP_SCHEMES = frozenset({"", "{PLAIN}", "{CLEARTEXT}", "{MD5}", "{SMD5}", "{SHA}", "{SSHA}",
                            "{SHA256}", "{SSHA256}", "{SHA512}", "{SSHA512}"})
@@ -94,7 +93,8 @@ class Backend(base.Backend):
         self.needs_service = self.s.auth_method != "fastbind" or self.s.group_check
         self.check_service = self.needs_service or bool(self.s.bind_dn or self.s.sasl_id)
         self.started: tuple[LDAPObject, int] | None = None  # the connection open() made
-        self.sasl_users: list[LDAPObject] = []  # blocking user links for SASL fastbind
+        # idle connections (and their server) for the blocking SASL fastbinds
+        self.sasl_users: list[tuple[LDAPObject, int]] = []
 
     # -- lifecycle
 
@@ -130,7 +130,7 @@ class Backend(base.Backend):
         if started is not None:
             close(started[0])
         while self.sasl_users:
-            close(self.sasl_users.pop())
+            close(self.sasl_users.pop()[0])
         self.threads.shutdown(wait=False)
 
     def _links(self) -> Links:
@@ -145,7 +145,7 @@ class Backend(base.Backend):
             elif self.started is not None and not self.s.use_sasl:
                 self.links.adopt(self.links.user, *self.started)
             elif self.started is not None:
-                self.sasl_users.append(self.started[0])
+                self.sasl_users.append(self.started)
             self.started = None
         return self.links
 
@@ -293,13 +293,16 @@ class Backend(base.Backend):
 
     def _sasl_bind(self, who: Identity, until: float) -> str:
         for attempt in (1, 2):
-            conn = self.sasl_users.pop() if self.sasl_users and attempt == 1 else None
-            server = None
-            if conn is None:
-                conn, server = self.directory.connect(Identity(), until)
+            idle = None
+            if attempt == 1:
+                try:
+                    idle = self.sasl_users.pop()
+                except IndexError:  # none idle (another thread may have taken the last)
+                    pass
+            conn, server = idle or self.directory.connect(Identity(), until)
             keep = False
             try:
-                bind(conn, who, host_of(self.s.servers[server or 0]))
+                bind(conn, who, host_of(self.s.servers[server]))
                 keep = True
                 if not self.s.group_check:
                     return ""
@@ -316,7 +319,7 @@ class Backend(base.Backend):
                 # A SASL bind leaves nothing behind on the connection (the exchange is
                 # ours), so a healthy one is reused.
                 if keep:
-                    self.sasl_users.append(conn)
+                    self.sasl_users.append((conn, server))
                 else:
                     close(conn)
         raise AssertionError("unreachable")
