@@ -202,7 +202,9 @@ class Slapd:
         res = subprocess.run(
             [_need("ldapsearch"), "-x", "-H", self.uri, "-b", "", "-s", "base",
              "-o", "nettimeout=1", "(objectClass=*)", "1.1"], capture_output=True)
-        return res.returncode == 0
+        # 0, or a refusal with the server's result code (a slapd that allows no anonymous
+        # bind); 255 is libldap's "Can't contact LDAP server"
+        return res.returncode != 255
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None:

@@ -102,7 +102,8 @@ class Backend(base.Backend):
         deadline = time.monotonic() + self.s.timeout
         try:
             who = self.service_identity if self.check_service else Identity()
-            self.started = self.directory.connect(who, deadline)
+            self.started = self.directory.connect(who, deadline,
+                                                  for_users=not self.check_service)
         except ServiceBindRefused as exc:
             who = "SASL identity ldap_id" if self.s.use_sasl else "ldap_bind_dn"
             raise ConfigError(f"{self.s.source}: {exc}: check {who} and ldap_password")
@@ -299,7 +300,7 @@ class Backend(base.Backend):
                     idle = self.sasl_users.pop()
                 except IndexError:  # none idle (another thread may have taken the last)
                     pass
-            conn, server = idle or self.directory.connect(Identity(), until)
+            conn, server = idle or self.directory.connect(Identity(), until, for_users=True)
             keep = False
             try:
                 bind(conn, who, host_of(self.s.servers[server]))

@@ -122,10 +122,12 @@ class Directory:
         with self.lock:
             self.down_until[index] = 0.0 if ok else time.monotonic() + RETRY_DOWN_SERVER_AFTER
 
-    def connect(self, identity: Identity, deadline: float) -> tuple[LDAPObject, int]:
+    def connect(self, identity: Identity, deadline: float,
+                for_users: bool = False) -> tuple[LDAPObject, int]:
         """A connection to the first server that answers before ``deadline`` (monotonic),
         bound as ``identity``, and the server's index.  Raises ``Unavailable``,
-        ``ServiceBindRefused`` or ``Unsendable``."""
+        ``ServiceBindRefused`` or ``Unsendable``.  ``for_users``: a connection for users'
+        binds, for which a refused (anonymous) bind is fine: the server answered."""
         errors: list[str] = []
         for index in self._order():
             remaining = deadline - time.monotonic()
@@ -138,11 +140,15 @@ class Directory:
                 conn = self._open(uri, min(float(self.s.timeout), remaining))
                 bind(conn, identity, host_of(uri))
             except ldap.LDAPError as exc:
+                code = code_of(exc)
+                temporary = (isinstance(exc, CONNECTION_ERRORS) or code is None or code < 0
+                             or code in TEMPORARY_BIND_CODES)
+                if for_users and conn is not None and not temporary:
+                    self.mark(index, ok=True)  # anonymous bind refused, but connected
+                    return conn, index
                 if conn is not None:
                     close(conn)
-                code = code_of(exc)
-                if (isinstance(exc, CONNECTION_ERRORS) or code is None or code < 0
-                        or code in TEMPORARY_BIND_CODES):
+                if temporary:
                     self.mark(index, ok=False)
                     errors.append(f"{uri}: {describe(exc)}")
                     continue

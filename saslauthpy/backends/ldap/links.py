@@ -224,7 +224,7 @@ class Links:
         try:
             until = time.monotonic() + max(0.0, deadline - self.loop.time())
             conn, server = await self.loop.run_in_executor(
-                self.opener, self.directory.connect, kind.identity, until)
+                self.opener, self.directory.connect, kind.identity, until, not kind.shared)
             link = Link(conn, server, self.loop)
             kind.links.append(link)
             if not kind.shared:

@@ -238,3 +238,16 @@ def test_start_with_every_server_down_warns_then_recovers(tmp_path, backend, cap
 def test_unreadable_conf_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         Backend(Config(mech_options=str(Path(tmp_path) / "missing.conf")), {})
+
+
+def test_server_refusing_anonymous_binds(tmp_path, backend):
+    """User connections are opened with an anonymous bind; a server that refuses it
+    (``disallow bind_anon``) has still answered, so the connection serves users' binds."""
+    server = Slapd(tmp_path / "no-anon")
+    text = server.conf.read_text()
+    server.conf.write_text(text.replace("sizelimit", "disallow        bind_anon\nsizelimit", 1))
+    with server:
+        for method in ("bind", "fastbind"):
+            b = backend(base(server, METHODS[method] + SERVICE))
+            assert check(b, "alice", "alice-secret") is OK
+            assert check(b, "alice", "wrong") is FAIL
