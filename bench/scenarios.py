@@ -248,6 +248,26 @@ def tree(pid: int) -> list[int]:
     return out
 
 
+LDAP_ROUNDS = 3
+
+
+def best_rounds(tries: list[Row]) -> list[Row]:
+    """Per daemon, the round with the most good answers per second; the others' rates and
+    CPU per answer go in its ``extra``."""
+    def rate(r: Row) -> float:
+        return sum(g["good_rps"] for g in r.groups.values()) if not r.error else -1.0
+
+    best: dict[str, Row] = {}
+    for r in tries:
+        if r.daemon not in best or rate(r) > rate(best[r.daemon]):
+            best[r.daemon] = r
+    for label, r in best.items():
+        mine = [t for t in tries if t.daemon == label]
+        r.extra["rounds_rps"] = [round(rate(t)) for t in mine]
+        r.extra["rounds_cpu_us"] = [t.extra.get("daemon_cpu_us_per_answer") for t in mine]
+    return list(best.values())
+
+
 def scenario_6(s: Settings) -> list[Row]:
     """8 clients, cache off, one slapd: ``bind`` (search + bind) and ``custom`` (one
     search, the hash checked by the daemon); the daemon's CPU per answer in ``extra``."""
@@ -279,12 +299,18 @@ def scenario_6(s: Settings) -> list[Row]:
                     for u, clients in (LDAP_CLIENTS if method == "bind" else
                                        LDAP_CUSTOM_CLIENTS)])
                 answered = sum(g["ok"] + g["no"] for g in row.groups.values())
-                used = cpu_seconds(pids) - before
+                late = [p for p in tree(d.pid()) if p not in pids]  # workers still forking
+                used = cpu_seconds(pids) + cpu_seconds(late) - before
                 row.extra["daemon_cpu_us_per_answer"] = round(used / max(1, answered) * 1e6)
 
-            _measure(rows, each_daemon(s, scenario, f"LDAP {method}, 8 clients, 4 users, "
-                                       "no cache", "ldap", False, ours=LDAP_OURS,
-                                       mech_options=str(conf)), body)
+            # The daemons take turns, LDAP_ROUNDS times; each keeps its best round (on a
+            # shared machine, the one least disturbed by others), all rounds in extra.
+            tries: list[Row] = []
+            for _ in range(1 if s.quick else LDAP_ROUNDS):
+                _measure(tries, each_daemon(s, scenario, f"LDAP {method}, 8 clients, 4 users, "
+                                            "no cache", "ldap", False, ours=LDAP_OURS,
+                                            mech_options=str(conf)), body)
+            rows += best_rounds(tries)
     finally:
         slapd.stop()
     return rows
