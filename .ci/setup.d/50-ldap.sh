@@ -27,6 +27,9 @@ if ((${#need[@]})); then
 fi
 python3 -c "import ldap" 2>/dev/null || python3 -m pip install -q 'python-ldap>=3.4'
 python3 -m pip uninstall -q -y ldap3 2>/dev/null || true
-! python3 -c "import ldap3" 2>/dev/null
+if python3 -c "import ldap3" 2>/dev/null; then
+    echo "ldap3 is still importable; nothing may use it any more" >&2
+    exit 1
+fi
 # The tests run /usr/sbin/slapd and slapadd directly; make sure they are there.
 test -x /usr/sbin/slapd && test -x /usr/sbin/slapadd && command -v ldapsearch >/dev/null
