@@ -44,7 +44,6 @@ from .connection import (
     Identity,
     ServiceBindRefused,
     Unavailable,
-    Unsendable,
     bind,
     close,
     code_of,
@@ -54,6 +53,7 @@ from .connection import (
     service_identity,
 )
 from .links import Links
+from .sasl import Unsendable
 from .settings import Options, escape_dn_value, escape_filter_value, expand, load_settings
 
 if TYPE_CHECKING:

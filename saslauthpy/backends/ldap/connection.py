@@ -20,10 +20,8 @@ import ldap
 from ldap.ldapobject import LDAPObject
 
 from . import sasl
-from .sasl import SaslIdentity, Unsendable
+from .sasl import SaslIdentity
 from .settings import Settings, uses_tls
-
-__all__ = ["Unsendable"]
 
 
 class Unavailable(Exception):

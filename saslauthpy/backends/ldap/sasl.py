@@ -4,9 +4,9 @@ python-ldap's ``sasl_interactive_bind_s`` holds the GIL for the whole exchange (
 round trip of a multi-step bind stops every other thread and the event loop) and copies
 each callback answer, the password included, with ``strdup`` without ever freeing it.
 So the three mechanisms are spoken here on top of ``sasl_bind_s``, which releases the GIL
-while libldap waits, and no copy of a password outlives the bind.  The messages are the
-ones libsasl's client plugins send (RFC 4422 EXTERNAL, RFC 4616 PLAIN, RFC 2831
-DIGEST-MD5 with ``qop=auth``, no security layer).
+while libldap waits, and no copy of a password outlives the bind.  The messages follow
+RFC 4422 (EXTERNAL), RFC 4616 (PLAIN) and RFC 2831 (DIGEST-MD5, ``qop=auth``: no
+security layer); test_ldap_compat.py checks them against the C saslauthd's libsasl.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _quote(value: bytes) -> bytes:
 
 
 def digest_response(challenge: bytes, who: SaslIdentity, host: str,
-                    cnonce: bytes | None = None) -> bytes:
+                    cnonce: bytes | None = None, service: str = "ldap") -> bytes:
     """The client's answer to a DIGEST-MD5 challenge (authentication only, ``qop=auth``)."""
     c = parse_challenge(challenge)
     nonce = c.get("nonce", [b""])[0]
@@ -83,7 +83,7 @@ def digest_response(challenge: bytes, who: SaslIdentity, host: str,
         raise ldap.PROTOCOL_ERROR({"desc": "DIGEST-MD5: unusable challenge"})
     realm = who.realm.encode() if who.realm else c.get("realm", [b""])[0]
     cnonce = cnonce or os.urandom(16).hex().encode()
-    uri = b"ldap/" + host.encode("idna" if host.isascii() else "utf-8")
+    uri = f"{service}/{host}".encode()
     user, authz = who.user.encode(), who.authz.encode()
 
     def h(data: bytes) -> bytes:
