@@ -23,8 +23,8 @@ import ldap
 from ldap.filter import escape_filter_chars
 
 from ...errors import ConfigError
-from . import saslauthd_conf
-from .saslauthd_conf import Entry
+from .. import saslauthd_conf
+from ..saslauthd_conf import Entry
 from .table import ALIASES, Options, toml_entries
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from ...errors import ConfigError
 from ...options import load, option
-from .saslauthd_conf import Entry
+from ..saslauthd_conf import Entry
 
 # saslauthd's other spellings of some keys -> the key lak.c reads
 ALIASES = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ldap
 import pytest
 
-from saslauthpy.backends.ldap import saslauthd_conf
+from saslauthpy.backends import saslauthd_conf
 from saslauthpy.backends.ldap.settings import (
     Settings,
     build_settings,

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ...errors import ConfigError
+from ..errors import ConfigError
 
 DEFAULT_PATH = "/etc/saslauthd.conf"
 
