@@ -14,6 +14,9 @@ MODULES = {
     "pam": "pam",
     "sasldb": "sasldb",
     "ldap": "ldap",
+    "rimap": "rimap",
+    "httpform": "httpform",
+    "kerberos5": "kerberos5",
 }
 
 # an extra that does not come with [all] (it builds from source)

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The rimap, httpform and kerberos5 backends' tests (tests/integration/mechs/):
+# - dovecot-imapd: the IMAP server rimap logs in to (a private instance per test module,
+#   started from a temporary dovecot.conf on loopback ports);
+# - krb5-kdc, krb5-admin-server (kdb5_util, kadmin.local, krb5kdc) and krb5-user (kinit,
+#   klist): a private MIT KDC per test module, from temporary files (KRB5_CONFIG,
+#   KRB5_KDC_PROFILE); the backend itself calls libkrb5.so.3 (libkrb5-3) through ctypes;
+# - openssl for the test CA (STARTTLS, imaps, https); sasl2-bin for the C saslauthd rows.
+# No system daemon may start: a temporary policy-rc.d during the install, and any instance
+# the install started anyway is stopped again, unless it was running before.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+pkgs=(dovecot-core dovecot-imapd krb5-kdc krb5-admin-server krb5-user libkrb5-3 openssl
+      sasl2-bin)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+running() { pgrep -x "$1" >/dev/null 2>&1; }
+before=()
+for d in dovecot krb5kdc kadmind; do running "$d" && before+=("$d"); done
+
+made_policy=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+fi
+trap '[ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d; true' EXIT
+
+# krb5-config asks for a default realm and its servers: the tests bring their own
+# krb5.conf (KRB5_CONFIG), so any answer will do; leave the system's realm empty.
+printf '%s\n' 'krb5-config krb5-config/default_realm string' \
+    'krb5-config krb5-config/add_servers_realm string' \
+    'krb5-config krb5-config/add_servers boolean false' \
+    'krb5-config krb5-config/read_conf boolean true' \
+    'krb5-admin-server krb5-admin-server/newrealm note' | debconf-set-selections
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+for d in dovecot krb5kdc kadmind; do
+    [[ " ${before[*]} " == *" $d "* ]] && continue
+    running "$d" || continue
+    svc=$d; [ "$d" = krb5kdc ] && svc=krb5-kdc; [ "$d" = kadmind ] && svc=krb5-admin-server
+    service "$svc" stop >/dev/null 2>&1 || true
+done

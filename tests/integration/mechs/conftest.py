@@ -1,0 +1,20 @@
+"""Fixtures of the rimap, httpform and kerberos5 tests: a test CA and the real servers each
+mechanism asks (Dovecot IMAP, a small HTTP(S) form server, an MIT KDC), one per module."""
+
+from __future__ import annotations
+
+import pytest
+from imap_server import USERS, Dovecot
+from ldap_server import TestCA
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    return TestCA(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def dovecot(ca):
+    server = Dovecot(USERS, ca=ca).start()
+    yield server
+    server.stop(remove=True)
