@@ -1,6 +1,6 @@
 """A real Dovecot IMAP server for the rimap tests: private config, loopback ports.
 
-    server = Dovecot(users={"alice": "alice-pw"}, ca=TestCA(...)).start()
+    server = Dovecot(ca=TestCA(...)).start()    # users: USERS below
     server.imap_port, server.imaps_port   # plain/STARTTLS and implicit TLS (with a CA)
     server.stop(); server.start()         # same ports: a server going away and coming back
 
@@ -79,7 +79,7 @@ service anvil {{
 
 
 class Dovecot:
-    def __init__(self, users: dict[str, str], ca: TestCA | None = None):
+    def __init__(self, users: dict[str, str] | None = None, ca: TestCA | None = None):
         self.dovecot = need("dovecot")
         doveadm = need("doveadm")
         self.dir = Path(tempfile.mkdtemp(prefix="sapy-dv-"))
@@ -88,7 +88,7 @@ class Dovecot:
         self.imaps_port = free_port() if ca else 0
         self.proc: subprocess.Popen | None = None
         lines = []
-        for login, password in users.items():
+        for login, password in (users or USERS).items():
             hashed = subprocess.run([doveadm, "pw", "-s", "SHA512-CRYPT", "-p", password],
                                     capture_output=True, text=True, check=True).stdout.strip()
             lines.append(f"{login}:{hashed}\n")

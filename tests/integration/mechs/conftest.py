@@ -4,7 +4,8 @@ mechanism asks (Dovecot IMAP, a small HTTP(S) form server, an MIT KDC), one per 
 from __future__ import annotations
 
 import pytest
-from imap_server import USERS, Dovecot
+from form_server import FormServer
+from imap_server import Dovecot
 from ldap_server import TestCA
 
 
@@ -15,6 +16,20 @@ def ca(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dovecot(ca):
-    server = Dovecot(USERS, ca=ca).start()
+    server = Dovecot(ca=ca).start()
     yield server
     server.stop(remove=True)
+
+
+@pytest.fixture(scope="module")
+def form_server():
+    server = FormServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def https_form_server(ca):
+    server = FormServer(ca=ca).start()
+    yield server
+    server.stop()
