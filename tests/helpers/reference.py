@@ -13,13 +13,30 @@ import time
 from pathlib import Path
 from typing import Self
 
-from harness import ROOT, need  # noqa: F401  (re-exported for the tests)
+from harness import ROOT, ask, need  # noqa: F401  (need: re-exported for the tests)
 
 PAM_TEMPLATE = ROOT / "saslauthpy" / "share" / "pam" / "saslauthpy"
 
 
 def run(*cmd: str, input: str | None = None) -> None:
     subprocess.run(cmd, input=input, text=True, check=True, capture_output=True)
+
+
+def verdict(reply: str) -> str:
+    return reply.split(" ", 1)[0]
+
+
+def compare(c_mux: Path, our_mux: Path, rows: list[tuple]) -> list[str]:
+    """Ask both daemons every row ``(name, login, password, service, realm, expected)``;
+    return the mismatches (empty = both answered as expected)."""
+    problems = []
+    for name, login, password, service, realm, expected in rows:
+        ours = verdict(ask(our_mux, login, password, service, realm))
+        theirs = verdict(ask(c_mux, login, password, service, realm))
+        if ours != theirs or ours != expected:
+            problems.append(f"{name}: saslauthpy {ours}, C saslauthd {theirs}, "
+                            f"expected {expected}")
+    return problems
 
 
 class Cleanup:
@@ -96,19 +113,22 @@ class PamService(Cleanup):
 
 
 class CSaslauthd(Cleanup):
-    """The reference daemon: ``saslauthd -a MECH -m DIR -n 5 -d`` in the foreground.
+    """The reference daemon: ``saslauthd -a MECH -m DIR -n 5 -d [ARGS]`` in the foreground,
+    with ``env`` added to its environment (KRB5_CONFIG, KRB5_KTNAME for kerberos5).
 
     saslauthd 2.1.28 reads sasldb only from its compiled-in /etc/sasldb2 (auth_sasldb.c
     passes libsasl no option callback, so ``sasldb_path`` is ignored); for ``sasldb=DIR/sasldb2``
     it runs in a private mount namespace where DIR is bind-mounted on /etc.
     """
 
-    def __init__(self, tmp: Path, mech: str, sasldb: str | None = None, workers: int = 5):
+    def __init__(self, tmp: Path, mech: str, sasldb: str | None = None, workers: int = 5,
+                 args: tuple[str, ...] = (), env: dict[str, str] | None = None):
         self.run_dir = Path(tmp) / "c-run"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.mux = self.run_dir / "mux"
         self.log = Path(tmp) / "c-saslauthd.log"
-        cmd = ["saslauthd", "-a", mech, "-m", str(self.run_dir), "-n", str(workers), "-d"]
+        cmd = ["saslauthd", "-a", mech, "-m", str(self.run_dir), "-n", str(workers), "-d",
+               *args]
         if sasldb:
             # Bind the file's directory (not the file: that would pin the inode, and
             # writers that replace the file by rename would go unseen) over /etc.
@@ -118,7 +138,7 @@ class CSaslauthd(Cleanup):
             cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", inner]
         self._out = open(self.log, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._out,
-                                     start_new_session=True)
+                                     start_new_session=True, env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -12,34 +12,17 @@ from __future__ import annotations
 import socket
 
 import pytest
-from harness import ask
-from reference import Accounts, CSaslauthd, PamService, need, run
+from reference import Accounts, CSaslauthd, PamService, compare, need, run
 
 pytestmark = pytest.mark.timeout(240)
 NO_THROTTLE = {"throttle": {"enabled": False}}
 GOOD, YES_GOOD = "Good-pw-1", "Yes-pw-2"
 
 
-def verdict(reply: str) -> str:
-    return reply.split(" ", 1)[0]
-
-
 @pytest.fixture
 def accounts():
     with Accounts() as acc:
         yield acc
-
-
-def compare(c_mux, our_mux, rows) -> list[str]:
-    """Ask both daemons every row; return the mismatches (empty = same answers)."""
-    problems = []
-    for name, login, password, service, realm, expected in rows:
-        ours = verdict(ask(our_mux, login, password, service, realm))
-        theirs = verdict(ask(c_mux, login, password, service, realm))
-        if ours != theirs or ours != expected:
-            problems.append(f"{name}: saslauthpy {ours}, C saslauthd {theirs}, "
-                            f"expected {expected}")
-    return problems
 
 
 def system_rows(acc: Accounts, service: str, check_expiry: bool) -> list[tuple]:
