@@ -72,7 +72,7 @@ def test_url_or_host_port_uri():
     ({"uri": "login"}, "must be a path starting with '/'"),
     ({"uri": "/a b"}, "must be a path"),
     ({"uri": "/x", "host": "a b"}, "not a host name"),
-    ({"uri": "/x", "port": 0}, "out of range"),
+    ({"uri": "/x", "port": 0}, "port: must be between 1 and 65535"),
     ({"uri": "/x", "port": "80"}, "expected a number"),
     ({"uri": "/x", "data": ""}, "needs the form"),
     ({"uri": "/x", "timeout": 0}, "timeout: must be positive"),

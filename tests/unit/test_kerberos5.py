@@ -7,8 +7,8 @@ import pytest
 from saslauthpy.backends.kerberos5 import Backend
 from saslauthpy.backends.kerberos5.libkrb5 import realm_of
 from saslauthpy.backends.kerberos5.settings import (
-    Kerberos5Options,
     PrincipalRefused,
+    Settings,
     principal_name,
 )
 from saslauthpy.config import Config
@@ -16,7 +16,7 @@ from saslauthpy.errors import ConfigError
 
 
 def name(login: str, service: str = "imap", realm: str = "", **options) -> str:
-    return principal_name(login, service, realm, Kerberos5Options(**options))
+    return principal_name(login, service, realm, Settings(**options))
 
 
 def test_saslauthd_principal_names():
@@ -38,7 +38,7 @@ def test_realms_joined_by_dash_r_are_not_doubled():
 
 
 def test_the_realm_option_is_for_logins_without_one():
-    opts = Kerberos5Options(realm="EXAMPLE.ORG")
+    opts = Settings(realm="EXAMPLE.ORG")
     assert principal_name("alice", "imap", "", opts) == "alice@EXAMPLE.ORG"
     assert principal_name("alice", "imap", "OTHER", opts) == "alice@OTHER"
     assert principal_name("alice@OTHER", "imap", "", opts) == "alice@OTHER"
@@ -57,8 +57,8 @@ def test_settings_from_toml_and_saslauthd_conf(tmp_path):
                     "krb5_verify_principal: imap\nkrb5_smtp_instance: relay\n"
                     "krb5_uppercase_realm: yes\n")
     b = Backend(Config(mech_options=str(conf)), {"krb5_servername": "mail.example.org",
-                                                  "instances": {"imap": "mail"}})
-    o = b.opts
+                                                  "instances": ["imap=mail"]})
+    o = b.s
     assert (o.keytab, o.verify_principal, o.servername, o.uppercase_realm) == (
         "/etc/x.keytab", "imap", "mail.example.org", True)
     assert o.instances == {"smtp": "relay", "imap": "mail"}
@@ -67,8 +67,9 @@ def test_settings_from_toml_and_saslauthd_conf(tmp_path):
 
 @pytest.mark.parametrize("options,text", [
     ({"keytabb": "/x"}, "unknown key 'keytabb'"),
-    ({"instances": "mail"}, "instances: a table of service"),
-    ({"instances": {"imap": "a/b"}}, "instances: a table of service"),
+    ({"instances": "mail"}, "instances: 'mail' is not \"service=instance\""),
+    ({"instances": ["imap=a/b"]}, "is not \"service=instance\""),
+    ({"instances": {"imap": "mail"}}, "expected a list"),
     ({"verify_principal": "host/x"}, "must be a service name"),
     ({"timeout": 0}, "timeout: must be positive"),
     ({"uppercase_realm": "yes"}, "expected true or false"),

@@ -32,7 +32,6 @@ import asyncio
 import logging
 import socket
 from collections.abc import Mapping
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
@@ -41,7 +40,7 @@ from .. import base
 from ..base import FAIL, OK, UNKNOWN, Answer, Result, tempfail
 from . import libkrb5 as k5
 from .libkrb5 import Krb5Error, Session, realm_of
-from .settings import PrincipalRefused, load_options, principal_name
+from .settings import Options, PrincipalRefused, load_settings, principal_name
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -64,18 +63,20 @@ FAIL_REASONS = {
 class Backend(base.Backend):
     name = "kerberos5"
 
-    def __init__(self, config: Config, options: Mapping[str, Any]):
+    Options = Options
+
+    def __init__(self, config: Config, options: Mapping[str, Any] | Options | None = None):
         super().__init__(config, options)
-        self.opts = load_options(config, options)
-        self.servername = (self.opts.servername or socket.gethostname()).encode()
-        self.service = self.opts.verify_principal.encode()
+        self.s = load_settings(config, self.options)
+        self.servername = (self.s.servername or socket.gethostname()).encode()
+        self.service = self.s.verify_principal.encode()
         self.realm = ""  # the verify principal's realm in the keytab, found by open()
 
     def open(self) -> None:
         """The keytab must hold a key for the verify principal: else no login can pass."""
         try:
             with Session() as s:
-                keytab = s.keytab(self.opts.keytab)
+                keytab = s.keytab(self.s.keytab)
                 where = s.keytab_name(keytab)
                 server = s.service_principal(self.servername, self.service)
                 wanted = s.unparse(server).rstrip("@")  # no realm: any
@@ -90,20 +91,18 @@ class Backend(base.Backend):
         except Krb5Error as exc:
             raise ConfigError(f"kerberos5: {exc}")
 
-    async def authenticate(self, request: Request, pool: Executor) -> Answer:
-        loop = asyncio.get_running_loop()
-        try:
-            return await asyncio.wait_for(loop.run_in_executor(pool, self.check, request),
-                                          self.opts.timeout)
+    async def authenticate(self, request: Request) -> Answer:
+        try:  # check() in this backend's pool, as for every blocking backend
+            return await asyncio.wait_for(super().authenticate(request), self.s.timeout)
         except TimeoutError:
-            log.warning("kerberos5: no answer from the KDC within %s s", self.opts.timeout)
-            return tempfail(f"KDC: no answer within {self.opts.timeout} s")
+            log.warning("kerberos5: no answer from the KDC within %s s", self.s.timeout)
+            return tempfail(f"KDC: no answer within {self.s.timeout} s")
 
     def check(self, request: Request) -> Answer:
         if b"\0" in request.password:
             return Answer(Result.FAIL, "a NUL byte cannot be part of a Kerberos password")
         try:
-            name = principal_name(request.login, request.service, request.realm, self.opts)
+            name = principal_name(request.login, request.service, request.realm, self.s)
         except PrincipalRefused as exc:
             return Answer(Result.FAIL, str(exc))
         with Session() as s:
@@ -120,7 +119,7 @@ class Backend(base.Backend):
                 return self._kdc_answer(exc)
             try:
                 s.verify(creds, s.service_principal(self.servername, self.service),
-                         s.keytab(self.opts.keytab))
+                         s.keytab(self.s.keytab))
             except Krb5Error as exc:
                 if exc.code != k5.KRB5_KDC_UNREACH:
                     log.error("kerberos5: the KDC's answer for %s failed the keytab check "

@@ -10,12 +10,12 @@ Keys are saslauthd's (``auth_krb5.c``), read from the saslauthd.conf named by ``
   principal ``verify_principal/servername`` whose key must decrypt the KDC's ticket;
 - ``krb5_conv_krb4_instance``: ``user.instance`` logins mean ``user/instance``;
 - ``krb5_<service>_instance``: logins for that service get ``/instance`` (a user may not
-  name another instance); in TOML, ``instances = { imap = "mail" }``;
-- ``krb5_uppercase_realm``: upper-case the realm that is appended;
-- ``timeout`` (ours, TOML only): seconds before a login that libkrb5 has not finished is
-  answered as a temporary failure (default 10);
-- ``realm`` (ours, TOML only): the realm for a login that names none, in a request that
-  carries none (default: krb5.conf's ``default_realm``).
+  name another instance); in TOML, ``instances = ["imap=mail"]``;
+- ``krb5_uppercase_realm``: upper-case the realm that is appended.
+
+Ours, in TOML only: ``realm``, the realm for a login and a request that name none (default:
+krb5.conf's ``default_realm``), and ``timeout``, the seconds before a login libkrb5 has
+not finished is answered as a temporary failure.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...config import fill_options
 from ...errors import ConfigError
+from ...options import option
 from .. import saslauthd_conf
 
 if TYPE_CHECKING:
@@ -39,16 +39,42 @@ FILE_KEYS = ("keytab", "verify_principal", "servername", "conv_krb4_instance",
 SWITCHES = ("conv_krb4_instance", "uppercase_realm")
 
 
-@dataclass
-class Kerberos5Options:
-    keytab: str = ""  # krb5_keytab; empty: KRB5_KTNAME or /etc/krb5.keytab
-    verify_principal: str = "host"  # krb5_verify_principal
-    servername: str = ""  # krb5_servername; empty: this host's name
-    conv_krb4_instance: bool = False  # krb5_conv_krb4_instance: user.inst -> user/inst
-    uppercase_realm: bool = False  # krb5_uppercase_realm
-    realm: str = ""  # for requests without a realm; empty: krb5.conf's default_realm
-    instances: dict[str, str] = field(default_factory=dict)  # krb5_<service>_instance
-    timeout: float = 10.0  # seconds a login may take before it is answered as a tempfail
+@dataclass(frozen=True)
+class Options:
+    """The ``[kerberos5]`` table: saslauthd.conf's keys (the ``krb5_`` prefix optional;
+    None = not given: the -O file's value or the default applies) and ours."""
+
+    ALIASES: ClassVar[Mapping[str, str]] = {PREFIX + k: k for k in FILE_KEYS}
+
+    keytab: str | None = option(None, "krb5_keytab: the keytab to verify with (default: "
+                                "KRB5_KTNAME, else /etc/krb5.keytab)")
+    verify_principal: str | None = option(None, "krb5_verify_principal: its service "
+                                          "(default host)")
+    servername: str | None = option(None, "krb5_servername: its host (default: this host)")
+    conv_krb4_instance: bool | None = option(None, "krb5_conv_krb4_instance: user.inst "
+                                             "means user/inst (default false)")
+    uppercase_realm: bool | None = option(None, "krb5_uppercase_realm: upper-case the "
+                                          "appended realm (default false)")
+    instances: list[str] = option([], 'krb5_<service>_instance as "service=instance" '
+                                  'entries, e.g. ["imap=mail"]')
+    realm: str = option("", "realm for a login and request that name none (default: "
+                        "krb5.conf's default_realm)")
+    timeout: float = option(10.0, "seconds before an unfinished login is a temporary "
+                            "failure", positive=True, duration=True)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The table and the file's keys, resolved."""
+
+    keytab: str = ""
+    verify_principal: str = "host"
+    servername: str = ""
+    conv_krb4_instance: bool = False
+    uppercase_realm: bool = False
+    instances: Mapping[str, str] = field(default_factory=dict)
+    realm: str = ""
+    timeout: float = 10.0
 
 
 def _file_settings(config: Config) -> dict[str, Any]:
@@ -73,33 +99,29 @@ def _file_settings(config: Config) -> dict[str, Any]:
     return found
 
 
-def load_options(config: Config, options: Mapping[str, Any]) -> Kerberos5Options:
-    opts = Kerberos5Options()
+def load_settings(config: Config, opts: Options) -> Settings:
     found = _file_settings(config)
-    table = {k.removeprefix(PREFIX): v for k, v in options.items()}
-    extra = table.pop("instances", {})
-    if not isinstance(extra, dict):
-        extra = {None: None}  # refused below
-    instances = {**found.pop("instances", {}), **extra}
-    fill_options(opts, {**found, **table}, "[kerberos5] ")
-    if not all(isinstance(k, str) and isinstance(v, str) and v and "/" not in v
-               for k, v in instances.items()):
-        raise ConfigError('[kerberos5] instances: a table of service = "instance" strings, '
-                          'e.g. instances = { imap = "mail" }')
-    opts.instances = instances
-    if opts.timeout <= 0:
-        raise ConfigError("[kerberos5] timeout: must be positive seconds")
-    if not opts.verify_principal or "/" in opts.verify_principal:
-        raise ConfigError(f"[kerberos5] verify_principal: {opts.verify_principal!r} must be "
-                          f"a service name such as host")
-    return opts
+    instances = dict(found.pop("instances", {}))
+    for pair in opts.instances:
+        service, eq, instance = pair.partition("=")
+        if not eq or not service or not instance or "/" in instance:
+            raise ConfigError(f'[kerberos5] instances: {pair!r} is not "service=instance", '
+                              f'e.g. "imap=mail"')
+        instances[service] = instance
+    given = {k: getattr(opts, k) for k in FILE_KEYS if getattr(opts, k) is not None}
+    s = Settings(**{**found, **given}, instances=instances, realm=opts.realm,
+                 timeout=opts.timeout)
+    if not s.verify_principal or "/" in s.verify_principal:
+        raise ConfigError(f"[kerberos5] verify_principal: {s.verify_principal!r} must be a "
+                          f"service name such as host")
+    return s
 
 
 class PrincipalRefused(Exception):
     """The login names an instance the service's forced instance does not allow."""
 
 
-def principal_name(login: str, service: str, realm: str, opts: Kerberos5Options) -> str:
+def principal_name(login: str, service: str, realm: str, opts: Settings) -> str:
     """saslauthd's ``form_principal_name``: ``login[/instance][@REALM]``.
 
     One difference: a login that already ends in ``@realm`` (``-r`` joins them) does not get

@@ -29,12 +29,11 @@ import logging
 import socket
 import ssl
 from collections.abc import Mapping
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ...config import fill_options
 from ...errors import ConfigError
+from ...options import option
 from ...protocol import Request
 from .. import base
 from ..base import FAIL, OK, Answer, Result, tempfail
@@ -50,12 +49,18 @@ TLS_MODES = ("none", "starttls", "imaps")
 MAX_LINE = 64 * 1024  # a CAPABILITY line is long; anything longer is not an IMAP server
 
 
-@dataclass
-class RimapOptions:
-    server: str = ""  # host[/port]; empty: -O
-    tls: str = "none"  # none, starttls (upgrade after the greeting) or imaps (TLS at once)
-    ca_file: str = ""  # CA certificates that sign the server's; empty: the system's store
-    timeout: float = 10.0  # seconds for one whole login (connect, TLS, LOGIN)
+@dataclass(frozen=True)
+class Options:
+    """The ``[rimap]`` table."""
+
+    server: str = option("", "the IMAP server, host[/port] as saslauthd's -O reads it "
+                         "(default: -O)")
+    tls: str = option("none", "none, starttls (after the greeting) or imaps (TLS at once)",
+                      choices=TLS_MODES)
+    ca_file: str = option("", "CA certificates that sign the server's (default: the "
+                          "system's store)")
+    timeout: float = option(10.0, "seconds for one whole login: connect, TLS, LOGIN",
+                            positive=True, duration=True)
 
 
 def parse_server(raw: str, where: str) -> tuple[str, str]:
@@ -96,18 +101,14 @@ def resolve_port(port: str, tls: str, where: str) -> int:
 class Backend(base.Backend):
     name = "rimap"
 
-    def __init__(self, config: Config, options: Mapping[str, Any]):
+    Options = Options
+
+    def __init__(self, config: Config, options: Mapping[str, Any] | Options | None = None):
         super().__init__(config, options)
-        opts = RimapOptions()
-        fill_options(opts, dict(options), "[rimap] ")
+        opts = self.options
         where = "[rimap] server: " if opts.server else "-O: "
         self.host, port = parse_server(opts.server or config.mech_options, where)
-        if opts.tls not in TLS_MODES:
-            raise ConfigError(f"[rimap] tls: {opts.tls!r} is not one of {', '.join(TLS_MODES)}")
-        if opts.timeout <= 0:
-            raise ConfigError("[rimap] timeout: must be positive seconds")
         self.port = resolve_port(port, opts.tls, where)
-        self.opts = opts
         self.tls: ssl.SSLContext | None = None
         if opts.tls != "none":
             self.tls = tls_context(opts.ca_file, "[rimap] ")
@@ -117,9 +118,9 @@ class Backend(base.Backend):
         self.where = f"{self.host}/{self.port}"
         self._tags = itertools.count(1)
 
-    async def authenticate(self, request: Request, pool: Executor) -> Answer:
+    async def authenticate(self, request: Request) -> Answer:
         try:
-            async with asyncio.timeout(self.opts.timeout):
+            async with asyncio.timeout(self.options.timeout):
                 return await self._login(request)
         except (OSError, EOFError, ValueError, asyncio.LimitOverrunError) as exc:
             if isinstance(exc, Unsendable):
@@ -131,7 +132,7 @@ class Backend(base.Backend):
         return tempfail(f"IMAP server {self.where}: {why}")
 
     async def _login(self, request: Request) -> Answer:
-        implicit = self.tls if self.opts.tls == "imaps" else None
+        implicit = self.tls if self.options.tls == "imaps" else None
         reader, writer = await asyncio.open_connection(
             self.host, self.port, ssl=implicit, server_hostname=self.host if implicit else None,
             limit=MAX_LINE)
@@ -141,7 +142,7 @@ class Backend(base.Backend):
             if reply is None or reply.status != "OK":
                 return self._down(_greeting_problem(greeting, reply))
             caps = capabilities(greeting) or frozenset()
-            if self.opts.tls == "starttls":
+            if self.options.tls == "starttls":
                 tag = self._tag()
                 writer.write(tag + b" STARTTLS\r\n")
                 reply = await _tagged(reader, tag)

@@ -27,7 +27,7 @@ def backend(url: str, mech_options: str = "", **options) -> Backend:
 
 
 def ask(b: Backend, login: str, password: bytes, realm: str = "", service: str = "smtp"):
-    return asyncio.run(b.authenticate(Request(login, password, service, realm), None))
+    return asyncio.run(b.authenticate(Request(login, password, service, realm)))
 
 
 def test_good_wrong_and_unknown(form_server):

@@ -25,7 +25,7 @@ def backend(server: str, **options) -> Backend:
 
 def ask(b: Backend, login: str, password: str | bytes):
     pw = password.encode() if isinstance(password, str) else password
-    return asyncio.run(b.authenticate(Request(login, pw, "imap"), None))
+    return asyncio.run(b.authenticate(Request(login, pw, "imap")))
 
 
 @pytest.fixture(params=["none", "starttls", "imaps"])
