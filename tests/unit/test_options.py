@@ -216,7 +216,8 @@ DOCS = {
     "": "README.md", "server": "README.md", "cache": "README.md", "audit": "README.md",
     "throttle": "docs/performance.md", "metrics": "docs/deployment.md", "sql": "docs/sql.md",
     "ldap": "docs/ldap.md", "pam": "docs/system-backends.md",
-    "sasldb": "docs/system-backends.md",
+    "sasldb": "docs/system-backends.md", "rimap": "docs/remote-backends.md",
+    "httpform": "docs/remote-backends.md", "kerberos5": "docs/remote-backends.md",
 }
 
 
