@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The rimap, httpform and kerberos5 backends' tests (tests/integration/mechs/):
-# - dovecot-imapd: the IMAP server rimap logs in to (a private instance per test module,
-#   started from a temporary dovecot.conf on loopback ports);
+# - Dovecot's IMAP server, which rimap logs in to (a private instance per test module,
+#   started from a temporary dovecot.conf on loopback ports). The dovecot-imapd package
+#   conflicts with cyrus-imapd (both provide imap-server), which 60-deploy.sh installs for
+#   the Cyrus tests: installing it would remove Cyrus. So its binaries (imap, imap-login,
+#   of the same version as dovecot-core) are unpacked into $IMAPD_DIR instead, and the test
+#   config names them (service imap/imap-login { executable = ... });
 # - krb5-kdc, krb5-admin-server (kdb5_util, kadmin.local, krb5kdc) and krb5-user (kinit,
 #   klist): a private MIT KDC per test module, from temporary files (KRB5_CONFIG,
 #   KRB5_KDC_PROFILE); the backend itself calls libkrb5.so.3 (libkrb5-3) through ctypes;
@@ -11,13 +15,32 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-pkgs=(dovecot-core dovecot-imapd krb5-kdc krb5-admin-server krb5-user libkrb5-3 openssl
+pkgs=(dovecot-core krb5-kdc krb5-admin-server krb5-user libkrb5-3 openssl
       sasl2-bin)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+IMAPD_DIR=/usr/local/lib/saslauthpy-test/dovecot-imapd
+
+unpack_imapd() {  # dovecot-imapd's files, same version as dovecot-core, not installed
+    local version tmp
+    version="$(dpkg-query -W -f='${Version}' dovecot-core)"
+    [ "$(cat "$IMAPD_DIR/VERSION" 2>/dev/null)" = "$version" ] && return 0
+    tmp="$(mktemp -d)"
+    chmod 755 "$tmp"  # apt's download user writes here
+    (cd "$tmp" && apt-get download -qq "dovecot-imapd=$version" 2>/dev/null)
+    rm -rf "$IMAPD_DIR"
+    mkdir -p "$IMAPD_DIR"
+    dpkg-deb -x "$tmp"/dovecot-imapd_*.deb "$IMAPD_DIR"
+    echo "$version" >"$IMAPD_DIR/VERSION"
+    rm -rf "$tmp"
+}
+
+if [ ${#missing[@]} -eq 0 ]; then
+    unpack_imapd
+    exit 0
+fi
 
 running() { pgrep -x "$1" >/dev/null 2>&1; }
 before=()
@@ -47,3 +70,4 @@ for d in dovecot krb5kdc kadmind; do
     svc=$d; [ "$d" = krb5kdc ] && svc=krb5-kdc; [ "$d" = kadmind ] && svc=krb5-admin-server
     service "$svc" stop >/dev/null 2>&1 || true
 done
+unpack_imapd

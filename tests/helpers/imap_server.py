@@ -6,8 +6,10 @@
 
 ``dovecot -c FILE -F`` runs under this test process with its own base_dir, state_dir and
 instance_name, listeners on 127.0.0.1 only and ``chroot =`` for the login services, so it
-never touches the system's Dovecot.  Users are in a passwd-file (SHA512-CRYPT hashes made
-by ``doveadm pw``); mail goes to a maildir owned by ``dovenull``.  Its files live in a
+never touches the system's Dovecot; ``imap`` and ``imap-login`` come from dovecot-imapd,
+installed or (beside cyrus-imapd, which conflicts with it) unpacked by .ci/setup.d.
+Users are in a passwd-file (SHA512-CRYPT hashes made by ``doveadm pw``); mail goes to a
+maildir owned by ``dovenull``.  Its files live in a
 short world-readable directory under /tmp (Dovecot's unprivileged processes must reach
 them, and UNIX socket paths are short), removed by ``stop(remove=True)``.
 """
@@ -25,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import need
+from harness import missing, need
 from ldap_server import TestCA, free_port
 
 # login -> password in the passwd-file; each needs its own IMAP encoding
@@ -57,6 +59,7 @@ userdb {{
   driver = static
   args = uid=dovenull gid=dovenull home={dir}/mail/%u
 }}
+{executables}
 service imap-login {{
   chroot =
   inet_listener imap {{
@@ -78,9 +81,31 @@ service anvil {{
 """
 
 
+# dovecot-imapd conflicts with cyrus-imapd (both provide imap-server), which the Cyrus
+# tests need: .ci/setup.d/55-mechs.sh unpacks its binaries here instead of installing it.
+UNPACKED = Path("/usr/local/lib/saslauthpy-test/dovecot-imapd/usr/lib/dovecot")
+
+
+def imap_binaries() -> Path:
+    """The directory with Dovecot's imap and imap-login (installed, or unpacked)."""
+    for where in (Path("/usr/lib/dovecot"), UNPACKED):
+        if (where / "imap-login").exists() and (where / "imap").exists():
+            return where
+    missing("Dovecot's imap-login is not here: .ci/setup.d/55-mechs.sh unpacks dovecot-imapd")
+    raise AssertionError("unreachable")
+
+
+def executables(bin_dir: Path) -> str:
+    """``service X { executable = ... }`` for every IMAP service Dovecot checks at start."""
+    names = ("imap", "imap-login", "imap-hibernate", "imap-urlauth", "imap-urlauth-login",
+             "imap-urlauth-worker")
+    return "\n".join(f"service {n} {{\n  executable = {bin_dir / n}\n}}" for n in names)
+
+
 class Dovecot:
     def __init__(self, users: dict[str, str] | None = None, ca: TestCA | None = None):
         self.dovecot = need("dovecot")
+        bin_dir = imap_binaries()
         doveadm = need("doveadm")
         self.dir = Path(tempfile.mkdtemp(prefix="sapy-dv-"))
         self.dir.chmod(0o755)
@@ -104,6 +129,7 @@ class Dovecot:
             ssl = f"ssl = yes\nssl_cert = <{ca.cert}\nssl_key = <{ca.key}"
         self.conf = self.dir / "dovecot.conf"
         self.conf.write_text(CONF.format(dir=self.dir, name=secrets.token_hex(4), ssl=ssl,
+                                         executables=executables(bin_dir),
                                          imap_port=self.imap_port, imaps_port=self.imaps_port))
         self.log = self.dir / "dovecot.log"
 
