@@ -20,6 +20,7 @@ looks only at the first letter and treats anything unknown, even ``Yes``, as fal
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -86,6 +87,23 @@ def read(path: str | os.PathLike[str]) -> dict[str, Entry]:
     except IsADirectoryError:
         raise ConfigError(f"{path} is a directory; -O must name a saslauthd.conf file")
     return parse(text, path)
+
+
+def read_prefixed(mech_options: str, prefix: str) -> dict[str, Entry]:
+    """The ``prefix*`` entries of the file a mechanism reads, keyed without the prefix:
+    ``-O`` if given, else ``DEFAULT_PATH`` if it exists (saslauthd's rule for kerberos5
+    and httpform).  Other mechanisms' keys in the same file are skipped."""
+    if not mech_options and not os.path.exists(DEFAULT_PATH):
+        return {}
+    entries = read(mech_options or DEFAULT_PATH)
+    return {k[len(prefix):]: e for k, e in entries.items() if k.startswith(prefix)}
+
+
+def unknown(entry: Entry, prefix: str, known: tuple[str, ...]) -> ConfigError:
+    """The error for a key of this mechanism's prefix that it does not read."""
+    hint = difflib.get_close_matches(entry.key[len(prefix):], known, 1)
+    better = f"; did you mean {prefix}{hint[0]}?" if hint else ""
+    return ConfigError(f"{entry.where}: unknown key {entry.key}{better}")
 
 
 def boolean(entry: Entry) -> bool:

@@ -10,8 +10,6 @@ keys, ``httpform_`` optional; a TOML value wins), which adds ``url`` (``http://`
 
 from __future__ import annotations
 
-import difflib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -61,18 +59,10 @@ class Settings:
 
 
 def _file_settings(config: Config) -> dict[str, Any]:
-    path = config.mech_options or saslauthd_conf.DEFAULT_PATH
-    if not config.mech_options and not os.path.exists(path):
-        return {}
     found: dict[str, Any] = {}
-    for key, entry in saslauthd_conf.read(path).items():
-        if not key.startswith(PREFIX):
-            continue  # other mechanisms' keys (ldap_*, krb5_*) share the file
-        name = key[len(PREFIX):]
+    for name, entry in saslauthd_conf.read_prefixed(config.mech_options, PREFIX).items():
         if name not in FILE_KEYS:
-            hint = difflib.get_close_matches(name, FILE_KEYS, 1)
-            better = f"; did you mean {PREFIX}{hint[0]}?" if hint else ""
-            raise ConfigError(f"{entry.where}: unknown key {key}{better}")
+            raise saslauthd_conf.unknown(entry, PREFIX, FILE_KEYS)
         found[name] = (saslauthd_conf.integer(entry, 1, 65535) if name == "port"
                        else entry.value)
     return found

@@ -20,8 +20,6 @@ not finished is answered as a temporary failure.
 
 from __future__ import annotations
 
-import difflib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -78,14 +76,8 @@ class Settings:
 
 
 def _file_settings(config: Config) -> dict[str, Any]:
-    path = config.mech_options or saslauthd_conf.DEFAULT_PATH
-    if not config.mech_options and not os.path.exists(path):
-        return {}
     found: dict[str, Any] = {"instances": {}}
-    for key, entry in saslauthd_conf.read(path).items():
-        if not key.startswith(PREFIX):
-            continue  # other mechanisms' keys (ldap_*, httpform_*) share the file
-        name = key[len(PREFIX):]
+    for name, entry in saslauthd_conf.read_prefixed(config.mech_options, PREFIX).items():
         if name in SWITCHES:
             found[name] = saslauthd_conf.boolean(entry)
         elif name in FILE_KEYS:
@@ -93,9 +85,7 @@ def _file_settings(config: Config) -> dict[str, Any]:
         elif name.endswith("_instance") and len(name) > len("_instance"):
             found["instances"][name[:-len("_instance")]] = entry.value.strip()
         else:
-            hint = difflib.get_close_matches(name, FILE_KEYS, 1)
-            better = f"; did you mean {PREFIX}{hint[0]}?" if hint else ""
-            raise ConfigError(f"{entry.where}: unknown key {key}{better}")
+            raise saslauthd_conf.unknown(entry, PREFIX, FILE_KEYS)
     return found
 
 
