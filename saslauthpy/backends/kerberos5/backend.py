@@ -105,6 +105,12 @@ class Backend(base.Backend):
             name = principal_name(request.login, request.service, request.realm, self.s)
         except PrincipalRefused as exc:
             return Answer(Result.FAIL, str(exc))
+        try:
+            return self._check(name, request.password)
+        except Krb5Error as exc:  # no context (krb5.conf broken since the start), no keytab
+            return tempfail(f"libkrb5: {exc}")
+
+    def _check(self, name: str, password: bytes) -> Answer:
         with Session() as s:
             try:
                 client = s.parse_name(name.encode("utf-8", "surrogateescape"))
@@ -114,7 +120,7 @@ class Backend(base.Backend):
             if self.realm and realm != self.realm:
                 return Answer(Result.UNKNOWN, f"realm {realm} is not this host's ({self.realm})")
             try:
-                creds = s.initial_creds(client, request.password)
+                creds = s.initial_creds(client, password)
             except Krb5Error as exc:
                 return self._kdc_answer(exc)
             try:
