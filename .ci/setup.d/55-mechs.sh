@@ -15,8 +15,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-pkgs=(dovecot-core krb5-kdc krb5-admin-server krb5-user libkrb5-3 openssl
-      sasl2-bin)
+pkgs=(dovecot-core krb5-kdc krb5-admin-server krb5-user libkrb5-3 openssl sasl2-bin)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -54,13 +53,8 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 trap '[ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d; true' EXIT
 
-# krb5-config asks for a default realm and its servers: the tests bring their own
-# krb5.conf (KRB5_CONFIG), so any answer will do; leave the system's realm empty.
-printf '%s\n' 'krb5-config krb5-config/default_realm string' \
-    'krb5-config krb5-config/add_servers_realm string' \
-    'krb5-config krb5-config/add_servers boolean false' \
-    'krb5-config krb5-config/read_conf boolean true' \
-    'krb5-admin-server krb5-admin-server/newrealm note' | debconf-set-selections
+# krb5-config's questions take their defaults (noninteractive): the tests bring their own
+# krb5.conf (KRB5_CONFIG) and never read /etc/krb5.conf.
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 
