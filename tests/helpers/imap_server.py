@@ -140,17 +140,19 @@ class Dovecot:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"dovecot exited: {self.proc.stderr.read().decode()} "
-                                   f"{self.log_text()}")
+                self._fail(f"dovecot exited: {self.proc.stderr.read().decode()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.imap_port), timeout=1) as s:
                     if s.recv(100).startswith(b"* OK"):
                         return self
             except OSError:
                 time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"dovecot did not listen on 127.0.0.1:{self.imap_port}: "
-                           f"{self.log_text()}")
+        self._fail(f"dovecot did not listen on 127.0.0.1:{self.imap_port}")
+
+    def _fail(self, what: str) -> None:
+        message = f"{what} {self.log_text()}"
+        self.stop(remove=True)  # no fixture teardown follows a failed start
+        raise RuntimeError(message)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
