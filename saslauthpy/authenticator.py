@@ -130,6 +130,13 @@ class Authenticator:
             return dataclasses.replace(req, login=f"{req.login}@{req.realm}")
         return req
 
+    def cache_key(self, login: str, realm: str, service: str) -> str:
+        """The cache key of a request (after ``normalise``'s realm rules); the fast lane
+        derives its keys here too."""
+        if self.config.realm_join and realm:
+            login = f"{login}@{realm}"
+        return CredentialCache.key(login, realm, service)
+
     def _publish(self, decision: Decision) -> None:
         for observer in self.observers:
             try:
