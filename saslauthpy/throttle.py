@@ -26,9 +26,11 @@ password, never the password itself; only a truncated form of it is kept.
 A success clears the user's penalty; the address penalty only decays (an attacker owning
 one account must not be able to wash its address with it).
 
-The table is bounded (``max_tracked`` keys, least recently used dropped first).  With
-``redis = "redis://..."`` the table is shared by a fleet of hosts; when Redis does not
-answer, the local table is used for ``redis_retry`` seconds: logins are never blocked by it.
+The table (penalties.py) is shared by the daemon's worker processes and bounded
+(``max_tracked`` keys; when full, the key whose penalty ends first makes room, so junk
+never pushes out the highest penalties).  With ``redis = "redis://..."`` the table is
+shared by a fleet of hosts; when Redis does not answer, the local table is used for
+``redis_retry`` seconds: logins are never blocked by it.
 """
 
 from __future__ import annotations
@@ -39,15 +41,14 @@ import ipaddress
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .backends.base import Result
 from .config import ThrottleOptions
 from .options import load
+from .penalties import FP_BYTES, Entry, PenaltyTable
 
 if TYPE_CHECKING:
     from .config import Config
@@ -56,15 +57,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FINGERPRINTS_KEPT = 4  # distinct wrong passwords remembered per key
-FINGERPRINT_BYTES = 8  # stored prefix of the caller's (already keyed) fingerprint
+FINGERPRINT_BYTES = FP_BYTES  # stored prefix of the caller's (already keyed) fingerprint
 FAILURES = frozenset({Result.FAIL, Result.UNKNOWN})  # raise a penalty; TEMPFAIL does not
-
-
-@dataclass(slots=True)
-class Entry:
-    level: int
-    last: float  # clock time of the last counted failure
-    fps: list[str]  # recent wrong-password fingerprints (hex prefixes)
 
 
 def client_ip(client_addr: str) -> str:
@@ -80,8 +74,10 @@ class Throttle:
 
     def __init__(self, config: Config | None = None, *,
                  options: Mapping[str, Any] | ThrottleOptions | None = None,
-                 clock: Callable[[], float] | None = None):
-        """Options from ``config.throttle``, or ``options`` (a ``[throttle]`` table)."""
+                 clock: Callable[[], float] | None = None,
+                 penalties: PenaltyTable | None = None):
+        """Options from ``config.throttle``, or ``options`` (a ``[throttle]`` table);
+        ``penalties``: the daemon's shared penalty table (a private one when None)."""
         self.opts = config.throttle if config is not None else load(
             ThrottleOptions, options, "[throttle] ")
         self.enabled = self.opts.enabled and (self.opts.per_user or self.opts.per_address)
@@ -90,7 +86,8 @@ class Throttle:
         # attack does not leave a long tail of penalty after it stops.
         ratio = self.opts.max_delay / self.opts.base_delay if self.opts.base_delay > 0 else 1.0
         self.max_level = math.ceil(math.log2(ratio)) + 1 if ratio > 1 else 1
-        self._local: OrderedDict[str, Entry] = OrderedDict()
+        self._own_table = penalties is None
+        self._local = penalties or PenaltyTable(self.opts.max_tracked)
         self._redis: Any = None
         self._redis_down_until = 0.0
         self._executor: ThreadPoolExecutor | None = None
@@ -154,7 +151,7 @@ class Throttle:
         """Seconds the caller should wait (asynchronously) before checking ``request``."""
         if not self.enabled:
             return 0.0
-        if self._redis is None and not self._local:
+        if self._redis is None and not self._local.active(self.clock()):
             return 0.0  # the common case: nobody is being throttled
         keys = self.keys(request)
         if not keys:
@@ -205,11 +202,17 @@ class Throttle:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.record, request, result, fingerprint)
 
+    def active(self, now: float) -> bool:
+        """False when no key in the local table can have a penalty at ``now``."""
+        return self._local.active(now)
+
     def tracked(self) -> int:
-        """Keys held in the local table (the Redis table is bounded by key expiry)."""
-        return len(self._local)
+        """Keys with a penalty in the local table (the Redis table is bounded by expiry)."""
+        return self._local.count(self.clock(), self.opts.decay)
 
     def close(self) -> None:
+        if self._own_table:
+            self._local.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
         if self._redis is not None:
@@ -236,7 +239,7 @@ class Throttle:
 
     def _clear(self, keys: list[str]) -> None:
         for k in keys:
-            self._local.pop(k, None)
+            self._local.clear(k)
         if self._redis_usable():
             try:
                 self._redis.delete(*map(self._rkey, keys))
@@ -250,11 +253,7 @@ class Throttle:
                 return
             except Exception as exc:
                 self._redis_failed(exc)
-        entry = self._local.get(key)
-        self._local[key] = self._bump(entry, fp, now)
-        self._local.move_to_end(key)
-        while len(self._local) > self.opts.max_tracked:
-            self._local.popitem(last=False)
+        self._local.update(key, lambda entry: self._bump(entry, fp, now), now, self.opts.decay)
 
     def _bump(self, entry: Entry | None, fp: str, now: float) -> Entry:
         level = self._effective(entry, now)
