@@ -45,12 +45,16 @@ class ServerOptions:
                             min=1, max=65535)
     read_timeout: float = option(10.0, "seconds a client has to send its whole request",
                                  positive=True, duration=True)
-    max_connections: int = option(4096, "beyond this the oldest unfinished connection is "
-                                  "dropped", min=1)
+    max_connections: int = option(4096, "connections each worker process holds, still "
+                                  "sending or waiting for their answer; beyond it the oldest "
+                                  "unfinished one is dropped", min=1)
     shutdown_grace: float = option(10.0, "seconds SIGTERM waits for requests in flight",
                                    duration=True)
-    processes: int = option(1, "event-loop processes sharing the socket and the cache "
-                            "(0 = one per CPU)")
+    processes: int = option(0, "worker processes sharing the socket, the cache and the "
+                            "penalties (0 = one per CPU)")
+    accept: str = option("thread", "how the fast lane takes connections: \"thread\" (a "
+                         "thread in epoll_wait) or \"loop\" (the event loop)",
+                         choices=("thread", "loop"))
     reveal_reasons: bool = option(False, "tell \"unknown user\" from \"wrong password\" in "
                                   "replies")
 
@@ -86,8 +90,8 @@ class ThrottleOptions:
                               "prefix", min=1, max=128)
     exempt: list[str] = option([], "networks never penalised by address (e.g. "
                                "[\"10.0.0.0/8\"])")
-    max_tracked: int = option(100_000, "keys kept in memory (least recently used dropped)",
-                              min=1)
+    max_tracked: int = option(100_000, "keys kept in the shared table (when full, the lowest "
+                              "penalty makes room)", min=1)
     redis: str = option("", "redis://host:port/db to share the penalty table across hosts")
     redis_prefix: str = option("saslauthpy:throttle:", "prefix of the keys in Redis")
     redis_timeout: float = option(0.05, "seconds per Redis round trip before falling back to "
@@ -269,10 +273,7 @@ def validate(cfg: Config) -> None:
     if cfg.threads == 0:
         cfg.threads = 1  # saslauthd's -n 0 forks per connection; one pool thread is the nearest
     if cfg.server.processes == 0:
-        cfg.server.processes = os.cpu_count() or 1
-    if cfg.server.processes > 1 and cfg.metrics.listen:
-        raise ConfigError("[metrics] needs [server] processes = 1: each process counts apart, "
-                          "and one listener cannot see the others' counters yet")
+        cfg.server.processes = len(os.sched_getaffinity(0)) or 1  # the CPUs we may run on
 
 
 def version_text() -> str:
