@@ -1,22 +1,25 @@
 """``run()``: from a checked configuration to a serving daemon, and back to exit status 0.
 
-It holds the run directory (pid file, socket) and the credential cache, which are made
-once before any fork, then either serves in this process or hands ``serve`` to the
-``Supervisor`` as the target each worker process runs.
+It holds what the daemon makes once, before any fork: the run directory (pid file,
+socket), the open-file limit, and what the worker processes share (the credential
+cache, the penalty table, the scoreboard, the metrics listener).  Then the
+``Supervisor`` forks ``[server] processes`` workers (one per CPU by default), each of
+which runs ``Server`` until SIGTERM.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
+import os
 from collections.abc import Callable
 
-from . import control, systemd
 from .cache import CredentialCache
 from .config import Config
 from .eventloop import hold_signals, run_loop
-from .rundir import RunDir
-from .server import Server
+from .penalties import PenaltyTable
+from .rundir import RunDir, raise_nofile
+from .scoreboard import Scoreboard
+from .server import Server, Shared, metrics_module
 from .supervisor import Supervisor
 
 log = logging.getLogger("saslauthpy")
@@ -28,41 +31,32 @@ def make_cache(config: Config) -> CredentialCache | None:
     return CredentialCache(config.cache.max_entries, config.cache.ttl, config.cache.negative_ttl)
 
 
-def serve(config: Config, load_config: Callable[[], Config], listen: socket.socket,
-          cache: CredentialCache | None, control_sock: socket.socket | None,
-          ready: Callable[[], None]) -> None:
-    """One process's whole life: build the pipeline (raises ConfigError), then serve
-    until SIGTERM, calling ``ready`` once the socket is being answered."""
-    server = Server(config, load_config, listen, cache, control_sock)
-    server.prepare()
-    run_loop(server.serve(ready))
-
-
 def run(config: Config, load_config: Callable[[], Config],
         ready: Callable[[], None] | None = None) -> int:
-    """Serve until SIGTERM: in this process, or in ``[server] processes`` forked workers."""
+    """Serve until SIGTERM with ``[server] processes`` worker processes."""
     hold_signals()  # a signal that comes before the loop's handlers are in place is kept
     rundir = RunDir(config)
     rundir.prepare()
+    metrics_path = None
     try:
-        cache = make_cache(config)  # before any fork: the table is shared memory
-        if config.server.processes > 1:
-            def worker(cfg: Config, worker_ready: Callable[[], None]) -> None:
-                serve(cfg, load_config, rundir.listen, cache, None, worker_ready)
+        raise_nofile(config)
+        metrics_sock = None
+        if config.metrics.listen:
+            metrics_sock, metrics_path = metrics_module().open_for(config)
+        shared = Shared(rundir.listen, make_cache(config),
+                        PenaltyTable(config.throttle.max_tracked),
+                        Scoreboard(config.server.processes), metrics_sock)
 
-            return Supervisor(config, load_config, cache, worker).run(ready)
+        def worker(cfg: Config, worker_ready: Callable[[], None], slot: int) -> None:
+            server = Server(cfg, load_config, shared, slot)
+            server.prepare()
+            run_loop(server.serve(worker_ready))
 
-        def started() -> None:
-            log.info("listening on %s with mechanisms %s (%d workers, cache %s)",
-                     config.socket_path, ",".join(config.mechanisms), config.threads,
-                     "on" if cache is not None else "off")
-            if ready is not None:
-                ready()
-            systemd.notify("READY=1\nSTATUS=serving")
-
-        serve(config, load_config, rundir.listen, cache, control.listen(config.control_path),
-              started)
-        log.info("stopped")
-        return 0
+        return Supervisor(config, load_config, shared.cache, shared.board, worker).run(ready)
     finally:
+        if metrics_path:
+            try:
+                os.unlink(metrics_path)
+            except OSError:
+                pass
         rundir.cleanup()

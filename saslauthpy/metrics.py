@@ -1,4 +1,4 @@
-"""Prometheus metrics: counters fed by every decision, served on an optional listener.
+"""Prometheus metrics: the whole daemon's numbers, served on an optional listener.
 
 Off unless the TOML file has a ``[metrics]`` table with a non-empty ``listen``::
 
@@ -8,9 +8,12 @@ Off unless the TOML file has a ``[metrics]`` table with a non-empty ``listen``::
     # socket_mode = "0660"                    # UNIX socket only
     # max_services = 32                       # distinct service labels before "other"
 
-The listener is a small HTTP/1.0 responder on the daemon's own asyncio loop
-(``GET /metrics``; ``/`` answers the same), so no thread and no extra port is
-opened when metrics are off.  Exposed series (all prefixed ``saslauthpy_``):
+The daemon opens the listener once, before it forks its worker processes, and every
+worker serves scrapes on it: a small HTTP/1.0 responder on the worker's own asyncio loop
+(``GET /metrics``; ``/`` answers the same).  Whichever worker takes a scrape renders the
+sum of every worker's numbers (stats.py, read from the scoreboard): its own as of now,
+the others' as of their last snapshot (at most a second old).  Nothing per request
+touches prometheus_client.  Exposed series (all prefixed ``saslauthpy_``):
 
 - ``requests_total{mechanism,service,result}``: answered requests; ``mechanism``
   is the backend that answered (``cache`` for a cache hit, ``none`` for a malformed
@@ -20,7 +23,10 @@ opened when metrics are off.  Exposed series (all prefixed ``saslauthpy_``):
 - ``backend_errors_total{mechanism}``: temporary failures (backend down or broken).
 - ``throttle_delay_seconds_total``: time requests spent waiting on penalties/fail delays.
 - ``connections_open`` gauge and ``connections_total`` counter.
-- ``process_*`` (memory, CPU, file descriptors) and ``saslauthpy_info{version}``.
+- ``fast_lane_answers_total`` (cached OKs written straight from the accepted descriptor)
+  and ``handed_over_total`` (connections the fast lane gave to the asyncio path).
+- ``worker_processes``, ``process_cpu_seconds_total``, ``process_resident_memory_bytes``,
+  ``process_open_fds`` (summed over the worker processes) and ``saslauthpy_info{version}``.
 
 The ``service`` label comes from the client, and any local user who can reach the
 socket can send any string; past ``max_services`` distinct names (or for a name that
@@ -33,41 +39,29 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import stat
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    ProcessCollector,
-    generate_latest,
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
 )
+from prometheus_client.utils import floatToGoString
 
 from . import __version__
 from .errors import ConfigError
+from .fastlane import LATENCY_BUCKETS
 
 log = logging.getLogger("saslauthpy")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-MAX_SERVICE_LABEL = 32
-# Cache hits take microseconds, backends (PAM fail delay, LDAP, bcrypt) up to seconds.
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                   1.0, 2.5, 5.0, 10.0)
 MAX_HTTP_REQUEST = 8192
 HTTP_READ_TIMEOUT = 5.0
-
-
-class DecisionLike(Protocol):
-    result: str
-    backend: str
-    cached: bool
-    latency: float
-    delay: float  # seconds waited on a throttle penalty or a backend's fail delay
-
-    @property
-    def service(self) -> str: ...
 
 
 class Listen:
@@ -95,102 +89,39 @@ class Listen:
 
 
 class Metrics:
-    """Counters for one daemon; ``observe()`` is called once per answered request."""
+    """The listener; each scrape renders ``totals()``, the whole daemon's numbers
+    (``stats.merge`` of every worker's snapshot)."""
 
-    def __init__(self, config: Any):
+    def __init__(self, config: Any, totals: Callable[[], dict[str, Any]]):
         opts = config.metrics
         self.listen = Listen(opts.listen) if opts.listen.strip() else None
         self.socket_mode = opts.socket_mode
         self.max_services = opts.max_services
-        self.count_cache = config.cache.enabled
         self.registry = CollectorRegistry(auto_describe=False)
-        r = self.registry
-        self.requests = Counter("saslauthpy_requests", "Answered requests",
-                                ["mechanism", "service", "result"], registry=r)
-        self.cache_hits = Counter("saslauthpy_cache_hits", "Requests answered from the cache",
-                                  registry=r)
-        self.cache_misses = Counter("saslauthpy_cache_misses",
-                                    "Requests the cache could not answer", registry=r)
-        self.latency = Histogram("saslauthpy_request_duration_seconds",
-                                 "Time from accepting a request to replying",
-                                 buckets=LATENCY_BUCKETS, registry=r)
-        self.backend_errors = Counter("saslauthpy_backend_errors",
-                                      "Temporary backend failures (unreachable or broken)",
-                                      ["mechanism"], registry=r)
-        self.delay = Counter("saslauthpy_throttle_delay_seconds",
-                             "Seconds requests waited on penalties and fail delays", registry=r)
-        self.open_connections = Gauge("saslauthpy_connections_open", "Open client connections",
-                                      registry=r)
-        self.connections = Counter("saslauthpy_connections", "Accepted client connections",
-                                   registry=r)
-        info = Gauge("saslauthpy_info", "Version of the running daemon", ["version"], registry=r)
-        info.labels(__version__).set(1)
-        ProcessCollector(registry=r)
-        # labels() takes a lock and checks its arguments: the hot path keeps its own memo.
-        self._children: dict[tuple[str, ...], Any] = {}
-        self._services: set[str] = set()
-        self._error_children: dict[tuple[str, ...], Any] = {}
+        self.registry.register(_Collector(totals))
         self._server: asyncio.AbstractServer | None = None
-
-    # -- the hot path -------------------------------------------------------------
-
-    def _service_label(self, service: str) -> str:
-        if (len(self._services) >= self.max_services or len(service) > MAX_SERVICE_LABEL
-                or not (service.isascii() and service.isprintable())):
-            return "other"
-        self._services.add(service)
-        return service
-
-    def observe(self, decision: DecisionLike) -> None:
-        result = decision.result
-        mechanism = decision.backend or "none"
-        service = decision.service
-        if service not in self._services:
-            service = self._service_label(service)
-        _child(self._children, self.requests, mechanism, service, result).inc()
-        self.latency.observe(decision.latency)
-        if result == "malformed":
-            return
-        if self.count_cache:
-            if decision.cached:
-                self.cache_hits.inc()
-            else:
-                self.cache_misses.inc()
-        if result == "tempfail":
-            _child(self._error_children, self.backend_errors, mechanism).inc()
-        if decision.delay > 0:
-            self.delay.inc(decision.delay)
-
-    def connection_opened(self) -> None:
-        self.connections.inc()
-        self.open_connections.inc()
-
-    def connection_closed(self) -> None:
-        self.open_connections.dec()
+        self._own_path = ""  # a UNIX socket this object made (and removes on stop)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
     # -- the listener ---------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Listen if configured; a listener that cannot be opened raises ``ConfigError``."""
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Serve on ``sock`` (the daemon's, opened before the fork), or on a listener of
+        its own; one that cannot be opened raises ``ConfigError``."""
         if self.listen is None or self._server is not None:
             return
-        listen = self.listen
-        try:
-            if listen.path:
-                _remove_stale_socket(listen.path)
-                self._server = await asyncio.start_unix_server(
-                    self._serve, path=listen.path, limit=MAX_HTTP_REQUEST)
-                os.chmod(listen.path, self.socket_mode)
-            else:
-                self._server = await asyncio.start_server(
-                    self._serve, listen.host, listen.port, limit=MAX_HTTP_REQUEST)
-        except OSError as exc:
-            raise ConfigError(f"[metrics] listen: cannot listen on {listen.text}: "
-                              f"{exc.strerror or exc}") from exc
-        log.info("metrics: serving on %s", listen.text)
+        if sock is None:
+            sock = open_listener(self.listen, self.socket_mode)
+            self._own_path = self.listen.path
+            log.info("metrics: serving on %s", self.listen.text)
+        if sock.family == socket.AF_UNIX:
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock,
+                                                           limit=MAX_HTTP_REQUEST)
+        else:
+            self._server = await asyncio.start_server(self._serve, sock=sock,
+                                                      limit=MAX_HTTP_REQUEST)
 
     async def stop(self) -> None:
         server, self._server = self._server, None
@@ -199,9 +130,9 @@ class Metrics:
         server.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server.wait_closed(), 2.0)
-        if self.listen is not None and self.listen.path:
+        if self._own_path:
             with contextlib.suppress(OSError):
-                _remove_stale_socket(self.listen.path)
+                _remove_stale_socket(self._own_path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -240,12 +171,98 @@ class Metrics:
             await writer.drain()
 
 
-def _child(memo: dict[tuple[str, ...], Any], metric: Any, *labels: str) -> Any:
-    """``metric.labels(*labels)``, looked up once per label set."""
-    child = memo.get(labels)
-    if child is None:
-        child = memo[labels] = metric.labels(*labels)
-    return child
+def open_listener(listen: Listen, mode: int) -> socket.socket:
+    """The listening socket for ``listen``; raises ``ConfigError`` if it cannot be had."""
+    try:
+        if listen.path:
+            _remove_stale_socket(listen.path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(listen.path)
+            os.chmod(listen.path, mode)
+        else:
+            family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((listen.host, listen.port))
+        sock.listen(64)
+        sock.setblocking(False)
+        return sock
+    except OSError as exc:
+        raise ConfigError(f"[metrics] listen: cannot listen on {listen.text}: "
+                          f"{exc.strerror or exc}") from exc
+
+
+def open_for(config: Any) -> tuple[socket.socket | None, str]:
+    """The daemon's metrics socket and its UNIX path ("" for TCP); None without one."""
+    opts = config.metrics
+    if not opts.listen.strip():
+        return None, ""
+    listen = Listen(opts.listen)
+    sock = open_listener(listen, opts.socket_mode)
+    log.info("metrics: serving on %s", listen.text)
+    return sock, listen.path
+
+
+class _Collector:
+    """Prometheus families from one totals dict (see stats.py)."""
+
+    def __init__(self, totals: Callable[[], dict[str, Any]]):
+        self.totals = totals
+
+    def collect(self) -> Iterator[Metric]:
+        t = self.totals()
+        fam = CounterMetricFamily("saslauthpy_requests", "Answered requests",
+                                  labels=["mechanism", "service", "result"])
+        for labels, n in sorted(t.get("requests", {}).items()):
+            fam.add_metric(list(labels), n)
+        yield fam
+        yield _counter("saslauthpy_cache_hits", "Requests answered from the cache",
+                       t.get("cache_hits", 0))
+        yield _counter("saslauthpy_cache_misses", "Requests the cache could not answer",
+                       t.get("cache_misses", 0))
+        counts = t.get("latency") or [0] * (len(LATENCY_BUCKETS) + 1)
+        running, buckets = 0, []
+        for bound, n in zip([*map(floatToGoString, LATENCY_BUCKETS), "+Inf"], counts, strict=True):
+            running += n
+            buckets.append((bound, running))
+        yield HistogramMetricFamily("saslauthpy_request_duration_seconds",
+                                    "Time from accepting a request to replying",
+                                    buckets=buckets, sum_value=t.get("latency_sum", 0.0))
+        fam = CounterMetricFamily("saslauthpy_backend_errors",
+                                  "Temporary backend failures (unreachable or broken)",
+                                  labels=["mechanism"])
+        for mechanism, n in sorted(t.get("backend_errors", {}).items()):
+            fam.add_metric([mechanism], n)
+        yield fam
+        yield _counter("saslauthpy_throttle_delay_seconds",
+                       "Seconds requests waited on penalties and fail delays", t.get("delay", 0))
+        yield GaugeMetricFamily("saslauthpy_connections_open", "Open client connections",
+                                value=t.get("connections_open", 0))
+        yield _counter("saslauthpy_connections", "Accepted client connections",
+                       t.get("connections", 0))
+        yield _counter("saslauthpy_fast_lane_answers",
+                       "Cached OKs written straight from the accepted descriptor",
+                       t.get("fast_answered", 0))
+        yield _counter("saslauthpy_handed_over", "Connections the fast lane handed to the "
+                       "asyncio path", t.get("handed_over", 0))
+        yield GaugeMetricFamily("saslauthpy_worker_processes", "Worker processes reporting",
+                                value=t.get("workers", 0))
+        info = GaugeMetricFamily("saslauthpy_info", "Version of the running daemon",
+                                 labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        yield _counter("process_cpu_seconds", "CPU seconds of the worker processes",
+                       t.get("cpu_seconds", 0.0))
+        yield GaugeMetricFamily("process_resident_memory_bytes",
+                                "Resident memory of the worker processes",
+                                value=t.get("rss_bytes", 0))
+        if "open_fds" in t:
+            yield GaugeMetricFamily("process_open_fds", "Open descriptors of the worker "
+                                    "processes", value=t["open_fds"])
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -2,7 +2,8 @@
 
 ``RUNDIR/mux`` (the listening socket, or the one systemd passed), the pid file
 ``RUNDIR/saslauthd.pid`` locked against a second instance, and the control socket's
-path.  ``cleanup()`` removes what was created.
+path.  ``cleanup()`` removes what was created.  And the open-file limit the
+connection cap needs (``raise_nofile``, ``connection_cap``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import fcntl
 import grp
 import logging
 import os
+import resource
 import socket
 
 from . import systemd
@@ -18,6 +20,49 @@ from .config import Config
 from .errors import AlreadyRunning, ConfigError
 
 log = logging.getLogger("saslauthpy")
+
+# Descriptors a worker process needs besides its client connections: the listening,
+# metrics and audit files, syslog, the event loop's own, connections on their way from
+# the fast lane to the loop (fastlane.PENDING), and per pool thread a backend
+# connection or a PAM worker's pipes.
+RESERVED_FDS = 96
+FDS_PER_THREAD = 4
+
+
+def fd_reserve(config: Config) -> int:
+    return RESERVED_FDS + FDS_PER_THREAD * config.threads
+
+
+def raise_nofile(config: Config) -> None:
+    """Raise the soft open-file limit to what ``[server] max_connections`` needs (the
+    hard limit permitting; the log says when it does not).  Worker processes inherit it."""
+    need = config.server.max_connections + fd_reserve(config)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
+            target = soft
+    if target < need:
+        log.warning("the open-file limit (%d) allows %d connections per process, not "
+                    "[server] max_connections = %d: raise it (LimitNOFILE= in the unit, "
+                    "ulimit -n)", target, max(1, target - fd_reserve(config)),
+                    config.server.max_connections)
+    else:
+        log.info("open-file limit raised from %d to %d for max_connections = %d",
+                 soft, target, config.server.max_connections)
+
+
+def connection_cap(config: Config) -> int:
+    """``max_connections``, lowered to what the open-file limit leaves room for."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return config.server.max_connections
+    return max(1, min(config.server.max_connections, soft - fd_reserve(config)))
 
 
 class RunDir:

@@ -1,119 +1,52 @@
-"""The asyncio UNIX-socket server: connections, limits, signals, reload, shutdown.
+"""One worker process: the fast lane, the asyncio path, limits, reload, shutdown.
 
-One request per connection.  A connection gets ``read_timeout`` seconds to send
-its request; beyond ``max_connections`` the oldest connection that has not
-finished sending is dropped, so idle or half-sent connections (slowloris) can
-never keep a good client waiting.  Cache hits are answered inside
-``data_received``; everything else becomes a task on the loop whose blocking
-parts run in the backends' own pools.
+One request per connection.  The fast lane (fastlane.py) takes every connection off the
+shared listening socket and answers a cached OK itself.  A whole request it cannot
+answer comes here parsed (``take``) and is answered on its descriptor; anything else
+comes with the bytes read so far (``adopt``) and becomes an asyncio connection
+(connection.py), which gets ``read_timeout`` seconds to send its request.
+
+``max_connections`` bounds every connection the process holds, whether it is still
+sending or its whole request waits for a penalty, the pool or a slow backend: beyond it
+the oldest connection still sending is dropped, and when every other connection holds a
+whole request the newcomer is refused.  So idle or half-sent connections (slowloris)
+never keep a good client waiting, and a flood cannot take every descriptor.
+
+Blocking parts of an answer (backends, hashing) run in the backends' own pools; the
+process's numbers go on the scoreboard (``publish``) for the status and for scrapes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from . import control, protocol, systemd
+from . import protocol, rundir
 from .audit import Audit
-from .authenticator import Authenticator, Peer
+from .authenticator import Authenticator, Decision, Peer
 from .backends import backend_class
 from .backends.base import Backend
 from .cache import CredentialCache
 from .config import Config
+from .connection import Connection
 from .errors import ConfigError
 from .eventloop import early_signals
+from .fastlane import ACCEPTORS, FastLane, peercred
+from .penalties import PenaltyTable
+from .scoreboard import Scoreboard
+from .stats import Stats, merge
 from .throttle import Throttle
 
 log = logging.getLogger("saslauthpy")
 
-
-def peer_of(transport: asyncio.BaseTransport) -> Peer:
-    return Peer(lambda: control.peer_credentials(transport.get_extra_info("socket")))
-
-
-class Connection(asyncio.Protocol):
-    __slots__ = ("server", "transport", "buf", "done", "opened", "peer")
-
-    def __init__(self, server: Server):
-        self.server = server
-        self.buf = b""
-        self.done = False
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.peer = peer_of(transport)
-        self.opened = time.monotonic()
-        server = self.server
-        server.waiting[self] = None
-        if len(server.waiting) > server.config.server.max_connections:
-            oldest, _ = server.waiting.popitem(last=False)
-            oldest._drop("dropped: too many open connections")
-        server.connection_opened()
-
-    def _finish(self) -> None:
-        """The request is in (or never will be): no more reading, no more deadline."""
-        self.done = True
-        self.server.waiting.pop(self, None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done:
-            self._finish()
-        self.server.connection_closed()
-
-    def eof_received(self) -> bool:
-        if not self.done:  # the client gave up before sending a whole request
-            if self.buf:
-                self._drop("truncated request")
-            else:  # connect-and-close (a health check): nothing to record
-                self._finish()
-                self.transport.close()
-        return False
-
-    def _drop(self, reason: str, reply: bytes | None = None) -> None:
-        self._finish()
-        self.server.auth.malformed(reason, self.peer, self.opened)
-        if reply:
-            self.transport.write(reply)
-        self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        if self.done:
-            return  # anything after the request is ignored, as saslauthd does
-        self.buf = buf = self.buf + data if self.buf else data
-        server = self.server
-        try:
-            req = protocol.parse_request(buf, server.config.server.max_field)
-        except protocol.Incomplete:
-            return
-        except protocol.Malformed as exc:
-            self._drop(exc.reason, exc.reply)
-            return
-        self._finish()
-        self.buf = b""
-        auth = server.auth
-        started = time.monotonic()
-        reply = auth.answer_from_cache(req, self.peer, started)
-        if reply is not None:
-            self.transport.write(reply)
-            self.transport.close()
-            return
-        server.spawn(self._answer(auth, req, started))
-
-    async def _answer(self, auth: Authenticator, req: protocol.Request, started: float) -> None:
-        try:
-            reply = await auth.answer(req, self.peer, started)
-        except Exception:
-            log.exception("failed to answer %r", req)
-            reply = protocol.format_reply("NO internal error")
-        if not self.transport.is_closing():
-            self.transport.write(reply)
-            self.transport.close()
+PUBLISH_INTERVAL = 1.0  # seconds between a worker's scoreboard snapshots
 
 
 def build_backends(config: Config) -> list[Backend]:
@@ -130,13 +63,13 @@ def build_backends(config: Config) -> list[Backend]:
     return backends
 
 
-def _metrics(config: Config):
-    """The metrics listener, imported only when ``[metrics]`` asks for it."""
+def metrics_module():
+    """The metrics module, imported only when ``[metrics]`` asks for it."""
     try:
-        from .metrics import Metrics
+        from . import metrics
     except ImportError as exc:
         raise ConfigError(f"[metrics] needs {exc.name}: pip install 'saslauthpy[metrics]'")
-    return Metrics(config)
+    return metrics
 
 
 def _answers_identity(config: Config) -> tuple:
@@ -144,44 +77,78 @@ def _answers_identity(config: Config) -> tuple:
     return (config.mechanisms, config.mech_options, config.backends, config.realm_join)
 
 
-class Server:
-    """One process's event loop: accepts on the shared listening socket and answers.
+def _reply(fd: int, reply: bytes) -> None:
+    """Write a reply to a raw descriptor and close it (a client gone early is no error)."""
+    try:
+        os.write(fd, reply)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
-    ``control`` is the control socket when this is the daemon's only process; with
-    several processes the supervisor serves it and ``control`` is None.
-    """
 
-    def __init__(self, config: Config, load_config: Callable[[], Config],
-                 listen: socket.socket, cache: CredentialCache | None,
-                 control: socket.socket | None = None):
-        self.config = config
-        self.load_config = load_config
+class Shared:
+    """What the worker processes share, made once before they are forked."""
+
+    def __init__(self, listen: socket.socket, cache: CredentialCache | None,
+                 penalties: PenaltyTable, board: Scoreboard,
+                 metrics_sock: socket.socket | None = None):
         self.listen = listen
         self.cache = cache
-        self.control_sock = control
-        self.waiting: OrderedDict[Connection, None] = OrderedDict()
+        self.penalties = penalties
+        self.board = board
+        self.metrics_sock = metrics_sock
+
+
+class Server:
+    """One worker process's event loop: accepts on the shared listening socket and answers.
+
+    ``slot`` is its place on the scoreboard (the supervisor's numbering of its workers).
+    """
+
+    def __init__(self, config: Config, load_config: Callable[[], Config], shared: Shared,
+                 slot: int = 0):
+        self.config = config
+        self.load_config = load_config
+        self.shared = shared
+        self.cache = shared.cache
+        self.slot = slot
+        self.connections: OrderedDict[Connection, None] = OrderedDict()  # asyncio ones
+        self.waiting: OrderedDict[Connection, None] = OrderedDict()  # those still sending
+        self.taken = 0  # whole requests from the fast lane, waiting for their answer
         self.tasks: set[asyncio.Task] = set()
-        self.open_connections = 0
         self.metrics = None
-        self._servers: list[asyncio.AbstractServer] = []
+        self.max_connections = rundir.connection_cap(config)
+        self._refused_logged = 0.0
+        self._audit_lock = threading.Lock()  # the fast lane's thread writes records too
         self._stopping: asyncio.Event | None = None
 
     # -- pipeline -------------------------------------------------------------
 
     def prepare(self) -> None:
         """Open what depends on the configuration; raises ConfigError."""
-        self.audit = Audit(self.config.audit, self.config.verbose, self.config.foreground)
-        if self.config.metrics.listen:
-            self.metrics = _metrics(self.config)
-        self.auth = self.build(self.config)
+        cfg = self.config
+        self.audit = Audit(cfg.audit, cfg.verbose, cfg.foreground)
+        carried = self.shared.board.read(self.slot)  # a dead predecessor's counts
+        self.stats = Stats(count_cache=cfg.cache.enabled, carried=carried)
+        self.stats.max_services = cfg.metrics.max_services
+        if cfg.metrics.listen:
+            self.metrics = metrics_module().Metrics(cfg, self.totals)
+        self.lane = FastLane(self.adopt, self.take, cfg.server.max_field)
+        self.auth = self.build(cfg)
+
+    def record(self, decision: Decision) -> None:
+        """The audit's observer, shared with the fast lane's thread."""
+        with self._audit_lock:
+            self.audit(decision)
 
     def build(self, config: Config, old: Authenticator | None = None) -> Authenticator:
         """Everything that depends on the configuration; raises ConfigError and then
         leaves the running pipeline (``old``) untouched."""
         if old and old.throttle and old.config.throttle == config.throttle:
-            throttle = old.throttle  # a reload (logrotate's nightly HUP) keeps the penalties
+            throttle = old.throttle  # a reload (logrotate's nightly HUP) keeps its Redis link
         else:
-            throttle = Throttle(config)
+            throttle = Throttle(config, penalties=self.shared.penalties)
             if not throttle.enabled:
                 throttle = None
         backends = build_backends(config)  # the last step that can fail
@@ -191,41 +158,129 @@ class Server:
             if _answers_identity(old.config) != _answers_identity(config):
                 cache.flush()
         return Authenticator(config, backends, cache, throttle,
-                             observers=[self.audit] + ([self.metrics.observe] if self.metrics
-                                                       else []))
+                             observers=[self.record, self.stats.observe])
 
-    def connection_opened(self) -> None:
-        self.open_connections += 1
-        if self.metrics is not None:
-            self.metrics.connection_opened()
-
-    def connection_closed(self) -> None:
-        self.open_connections -= 1
-        if self.metrics is not None:
-            self.metrics.connection_closed()
+    def _configure_lane(self) -> None:
+        opts = self.audit.options
+        each = bool(opts.file) or (opts.syslog and self.audit.verbose)
+        self.lane.configure(self.auth, self.config.server.max_field,
+                            self.record if each else None, self.metrics is not None)
 
     def spawn(self, coro) -> None:
         task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    # -- connections from the fast lane -----------------------------------------
+
+    def adopt(self, fd: int, data: bytes, done: Callable[[], None] | None = None) -> None:
+        """Take a connection the fast lane could not answer, with what it read;
+        ``done()`` once it is counted (or gone)."""
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            if done is not None:
+                done()
+            return
+        self.spawn(self._adopt(sock, data, done))
+
+    async def _adopt(self, sock: socket.socket, data: bytes,
+                     done: Callable[[], None] | None) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: Connection(self, data), sock)
+        except OSError:
+            sock.close()
+        finally:
+            if done is not None:
+                done()
+
+    def take(self, fd: int, req: protocol.Request, started: float,
+             done: Callable[[], None] | None = None) -> None:
+        """A whole request the fast lane read but could not answer: answered on its
+        descriptor (no transport is needed for a request already read)."""
+        try:
+            peer = Peer(lambda: peercred(fd))
+            reply = self.auth.answer_from_cache(req, peer, started)
+            if reply is not None:
+                _reply(fd, reply)
+            elif self.held() >= self.max_connections and not self.shed():
+                self._refused(peer, started)
+                os.close(fd)
+            else:
+                self.taken += 1
+                self.spawn(self._answer_taken(fd, req, peer, started))
+        finally:
+            if done is not None:
+                done()
+
+    async def _answer_taken(self, fd: int, req: protocol.Request, peer: Peer,
+                            started: float) -> None:
+        try:
+            try:
+                reply = await self.auth.answer(req, peer, started)
+            except Exception:
+                log.exception("failed to answer %r", req)
+                reply = protocol.format_reply("NO internal error")
+            _reply(fd, reply)
+        finally:
+            self.taken -= 1
+
+    def held(self) -> int:
+        """Connections this process holds (what ``max_connections`` bounds)."""
+        return len(self.connections) + self.taken
+
+    def shed(self, newcomer: Connection | None = None) -> bool:
+        """Make room: drop the oldest connection still sending (True).  When every other
+        connection holds a whole request, refuse ``newcomer`` (False)."""
+        for conn in self.waiting:
+            if conn is not newcomer:
+                conn._drop("dropped: too many open connections")
+                return True
+        if newcomer is not None:
+            newcomer._finish()
+            self._refused(newcomer.peer, newcomer.opened)
+            newcomer.transport.close()
+        return False
+
+    def _refused(self, peer: Peer, started: float) -> None:
+        now = time.monotonic()
+        if now - self._refused_logged > 60:
+            self._refused_logged = now
+            log.warning("%d connections hold whole requests (max_connections): refusing "
+                        "new ones until answers go out", self.held())
+        self.auth.malformed("refused: too many connections holding requests", peer, started)
+
+    # -- numbers ------------------------------------------------------------------
+
+    def publish(self) -> None:
+        """Put this worker's numbers on the scoreboard."""
+        gauges = {"connections_open": self.held(), "in_flight": len(self.tasks)}
+        if self.metrics is not None:
+            gauges["open_fds"] = len(os.listdir("/proc/self/fd"))
+        self.shared.board.publish(self.slot, self.stats.snapshot(self.lane.counts, **gauges))
+
+    def totals(self) -> dict:
+        """Every worker's numbers, this one's fresh."""
+        self.publish()
+        return merge(self.shared.board.read_all())
+
+    async def _publisher(self) -> None:
+        while True:
+            self.publish()
+            await asyncio.sleep(PUBLISH_INTERVAL)
+
     # -- lifecycle ------------------------------------------------------------
 
     async def serve(self, ready: Callable[[], None] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        try:
-            self._servers.append(await self.loop.create_unix_server(
-                lambda: Connection(self), sock=self.listen, backlog=1024))
-            if self.control_sock is not None:
-                self._servers.append(await self.loop.create_unix_server(
-                    lambda: _ControlProtocol(self), sock=self.control_sock))
-            if self.metrics is not None:
-                await self.metrics.start()
-        except BaseException:
-            for srv in self._servers:
-                srv.close()
-            raise
+        self._configure_lane()
+        if self.metrics is not None:
+            await self.metrics.start(self.shared.metrics_sock)
+        acceptor = ACCEPTORS[self.config.server.accept](
+            self.shared.listen, self.lane, self.loop, self.shed)
+        acceptor.start()
         handlers = {signal.SIGTERM: self.stop, signal.SIGINT: self.stop,
                     signal.SIGHUP: lambda: self.spawn(self.reload())}
         for sig, handler in handlers.items():
@@ -234,11 +289,13 @@ class Server:
         for sig in early_signals:  # those that came while we were starting
             handlers[sig]()
         early_signals.clear()
-        sweeper = self.loop.create_task(self._sweep())
+        helpers = [self.loop.create_task(self._sweep()), self.loop.create_task(self._publisher())]
         if ready is not None:
             ready()
         await self._stopping.wait()
-        sweeper.cancel()
+        acceptor.stop()
+        for task in helpers:
+            task.cancel()
         await self._shutdown()
 
     async def _sweep(self) -> None:
@@ -259,14 +316,12 @@ class Server:
             self._stopping.set()
 
     async def _shutdown(self) -> None:
-        systemd.notify("STOPPING=1")
         log.info("stopping: finishing %d requests in flight", len(self.tasks))
-        for srv in self._servers:
-            srv.close()
         for conn in list(self.waiting):
             conn._drop("daemon stopping")
         if self.tasks:
             await asyncio.wait(set(self.tasks), timeout=self.config.server.shutdown_grace)
+        self.publish()
         if self.metrics is not None:
             await self.metrics.stop()
         self.auth.close()
@@ -279,11 +334,12 @@ class Server:
             for key in ("run_dir",):
                 if getattr(config, key) != getattr(self.config, key):
                     raise ConfigError(f"{key} cannot change on reload; restart the daemon")
-            if (config.cache.enabled, config.cache.max_entries, config.server.processes) != (
+            if (config.cache.enabled, config.cache.max_entries, config.server.processes,
+                    config.server.accept) != (
                     self.config.cache.enabled, self.config.cache.max_entries,
-                    self.config.server.processes):
-                log.warning("the cache on/off, its size and [server] processes change only "
-                            "on restart")
+                    self.config.server.processes, self.config.server.accept):
+                log.warning("the cache on/off, its size, [server] processes and accept "
+                            "change only on restart")
             old = self.auth
             auth = await self.loop.run_in_executor(None, self.build, config, old)
         except Exception as exc:
@@ -298,42 +354,11 @@ class Server:
         self.audit.reopen()
         self.config = config
         self.auth = auth
+        self.max_connections = rundir.connection_cap(config)
+        self._configure_lane()
         log.info("configuration reloaded: mechanisms %s", ",".join(config.mechanisms))
         while old.in_flight:
             await asyncio.sleep(0.05)
         old.close()
         if old.throttle is not None and old.throttle is not auth.throttle:
             old.throttle.close()  # its Redis connection and thread
-
-    def status(self) -> dict:
-        cache = self.cache
-        return {
-            "mechanisms": self.config.mechanisms, "processes": 1,
-            "open_connections": self.open_connections, "in_flight": len(self.tasks),
-            **({"cache_hits": cache.hits, "cache_misses": cache.misses} if cache else {}),
-        }
-
-
-class _ControlProtocol(asyncio.Protocol):
-    """The control socket inside the single process's event loop."""
-
-    def __init__(self, server: Server):
-        self.server = server
-        self.buf = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-        self.peer = peer_of(transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        try:
-            line = control.request_line(self.buf)
-        except ValueError:
-            self.transport.close()
-            return
-        if line is None:
-            return
-        self.transport.write(control.reply(line, self.peer.uid, self.server.cache,
-                                           self.server.status))
-        self.transport.close()

@@ -1,16 +1,18 @@
-"""Several event-loop processes on one socket (``[server] processes = N``).
+"""The daemon's worker processes on one socket (``[server] processes``, one per CPU by
+default), and the process that watches over them.
 
-One Python event loop answers cache hits at one core's speed; saslauthd's answer
-was five processes.  With ``processes > 1`` the daemon forks that many workers
-after opening the socket and the credential cache (shared memory), so every
-worker accepts on the same socket and sees every other worker's cached
-credentials.  Each worker builds its own backends, pool and audit handle.
+One Python process answers cache hits at one core's speed; saslauthd's answer was
+five processes.  The daemon forks its workers after opening the socket, the credential
+cache, the penalty table and the scoreboard (all shared), so every worker accepts on
+the same socket and sees every other worker's cached credentials and penalties.  Each
+worker builds its own backends, pool and audit handle.
 
-The supervisor itself runs no event loop and no threads: it waits for its
-workers' first word at start (a worker that cannot start makes the start fail
-with its message), restarts a worker that dies, passes SIGHUP on once the new
-configuration has parsed, stops them all on SIGTERM, and serves the control
-socket (flushes act on the shared cache directly).
+The supervisor itself runs no event loop and no threads and serves no client, so the
+control socket stays reachable whatever the load: it waits for its workers' first word
+at start (a worker that cannot start makes the start fail with its message), restarts
+a worker that dies (in the dead one's scoreboard slot), passes SIGHUP on once the new
+configuration has parsed, stops them all on SIGTERM, and serves the control socket
+(flushes act on the shared cache directly; the status adds up the scoreboard).
 """
 
 from __future__ import annotations
@@ -28,35 +30,44 @@ from .cache import CredentialCache
 from .config import Config
 from .errors import ConfigError
 from .eventloop import early_signals, hold_signals
+from .scoreboard import Scoreboard
+from .stats import merge
 
 log = logging.getLogger("saslauthpy")
 
-Target = Callable[[Config, Callable[[], None]], None]
+Target = Callable[[Config, Callable[[], None], int], None]
 RESTART_BACKOFF = 1.0  # seconds before restarting a worker that died young
 
 
 class Supervisor:
     def __init__(self, config: Config, load_config: Callable[[], Config],
-                 cache: CredentialCache | None, target: Target):
-        """``target(config, ready)`` is a worker's whole life: it raises if the worker cannot
-        start, calls ``ready()`` once it serves, and returns when the worker stops."""
+                 cache: CredentialCache | None, board: Scoreboard, target: Target):
+        """``target(config, ready, slot)`` is a worker's whole life: it raises if the worker
+        cannot start, calls ``ready()`` once it serves, and returns when the worker stops;
+        ``slot`` is its place on the scoreboard."""
         self.config = config
         self.load_config = load_config
         self.cache = cache
+        self.board = board
         self.target = target
-        self.workers: dict[int, float] = {}  # pid -> start time
+        self.workers: dict[int, tuple[int, float]] = {}  # pid -> (slot, start time)
         self.pending: list[int] = []
         self.ctl: socket.socket | None = None
+        self._wake: tuple[int, int] | None = None  # signals' wakeup pipe
 
     # -- the supervisor ---------------------------------------------------------------
 
     def run(self, ready: Callable[[], None] | None = None) -> int:
         self.pending.extend(early_signals)
         hold_signals(self.pending)
+        # Signals (a worker's death included) wake the select below at once.
+        self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wake[1])
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         self.ctl = control.listen(self.config.control_path)
         try:
-            for _ in range(self.config.server.processes):
-                self._spawn(wait=True)
+            for slot in range(self.config.server.processes):
+                self._spawn(slot, wait=True)
         except BaseException:
             self._stop_all()
             raise
@@ -78,10 +89,13 @@ class Supervisor:
                     log.info("stopped")
                     return 0
             try:
-                readable, _, _ = select.select([self.ctl], [], [], 0.5)
+                readable, _, _ = select.select([self.ctl, self._wake[0]], [], [], 1.0)
             except InterruptedError:
                 readable = []
-            if readable:
+            if self._wake[0] in readable:
+                while _drain(self._wake[0]):
+                    pass
+            if self.ctl in readable:
                 self._control()
             self._reap()
 
@@ -102,14 +116,15 @@ class Supervisor:
                 return
             if pid == 0:
                 return
-            started = self.workers.pop(pid, None)
-            if started is None or signal.SIGTERM in self.pending or signal.SIGINT in self.pending:
+            known = self.workers.pop(pid, None)
+            if known is None or signal.SIGTERM in self.pending or signal.SIGINT in self.pending:
                 continue  # not ours, or we are about to stop anyway (Ctrl-C reaches everyone)
+            slot, started = known
             log.warning("worker %d exited (%s); starting another", pid,
                         _describe(status))
             if time.monotonic() - started < RESTART_BACKOFF:
                 time.sleep(RESTART_BACKOFF)
-            self._spawn(wait=False)
+            self._spawn(slot, wait=False)
 
     def _stop_all(self) -> None:
         for pid in self.workers:
@@ -133,6 +148,11 @@ class Supervisor:
         self.workers.clear()
         if self.ctl is not None:
             self.ctl.close()
+        if self._wake is not None:
+            signal.set_wakeup_fd(-1)
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
 
     def _control(self) -> None:
         conn, _ = self.ctl.accept()
@@ -153,19 +173,28 @@ class Supervisor:
                 log.warning("control connection: %s", exc)
 
     def status(self) -> dict:
+        live = set(self.workers)
+        t = merge([s for s in self.board.read_all() if s.get("pid") in live])
         return {"mechanisms": self.config.mechanisms,
-                "processes": self.config.server.processes, "workers": sorted(self.workers)}
+                "processes": self.config.server.processes, "workers": sorted(self.workers),
+                "open_connections": t.get("connections_open", 0),
+                "in_flight": t.get("in_flight", 0),
+                "connections": t.get("connections", 0),
+                "fast_lane": {"answered": t.get("fast_answered", 0),
+                              "handed_over": t.get("handed_over", 0)},
+                **({"cache_hits": t.get("cache_hits", 0),
+                    "cache_misses": t.get("cache_misses", 0)} if self.cache else {})}
 
     # -- a worker ---------------------------------------------------------------------
 
-    def _spawn(self, wait: bool) -> None:
+    def _spawn(self, slot: int, wait: bool) -> None:
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(r)
-            self._worker(w)  # never returns
+            self._worker(w, slot)  # never returns
         os.close(w)
-        self.workers[pid] = time.monotonic()
+        self.workers[pid] = (slot, time.monotonic())
         if wait:
             with os.fdopen(r, "rb") as f:
                 word = f.read().decode(errors="replace")
@@ -174,20 +203,30 @@ class Supervisor:
         else:
             os.close(r)
 
-    def _worker(self, report: int) -> None:
+    def _worker(self, report: int, slot: int) -> None:
         started = False
 
         def ready() -> None:
             nonlocal started
             started = True
             _say(report, "ok")
+            if not self.config.foreground:
+                # Detached: the starting command's stderr, inherited, must not stay open
+                # (the supervisor lets go of its own once every worker is up).
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
 
         code = 1
         try:
             self.ctl.close()
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for fd in self._wake:
+                os.close(fd)
             os.environ.pop("NOTIFY_SOCKET", None)  # only the supervisor talks to systemd
             hold_signals()
-            self.target(self.config, ready)
+            self.target(self.config, ready, slot)
             code = 0
         except BaseException as exc:
             if not started:
@@ -204,6 +243,13 @@ def _say(fd: int, word: str) -> None:
         os.close(fd)
     except OSError:
         pass  # nobody waits for it (a restarted worker)
+
+
+def _drain(fd: int) -> bool:
+    try:
+        return bool(os.read(fd, 512))
+    except BlockingIOError:
+        return False
 
 
 def _describe(status: int) -> str:

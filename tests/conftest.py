@@ -9,10 +9,10 @@ def daemon_factory(tmp_path):
     """``daemon_factory(args=[...], config={...})`` starts a daemon; all are stopped after."""
     started: list[Daemon] = []
 
-    def start(args=None, config=None, env=None, subdir=None, wait=True):
+    def start(args=None, config=None, env=None, subdir=None, wait=True, **kw):
         base = tmp_path / (subdir or f"d{len(started)}")
         base.mkdir(parents=True, exist_ok=True)
-        d = Daemon(base, args=args, config=config, env=env)
+        d = Daemon(base, args=args, config=config, env=env, **kw)
         started.append(d)
         return d.start(wait=wait)
 

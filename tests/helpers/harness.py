@@ -169,7 +169,10 @@ class Daemon:
     """A running saslauthpy in its own run directory."""
 
     def __init__(self, tmp: Path, args: list[str] | None = None,
-                 config: dict[str, Any] | None = None, env: dict[str, str] | None = None):
+                 config: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+                 nofile: tuple[int, int | None] | None = None):
+        """``nofile``: start the daemon under this (soft, hard) open-file limit (None:
+        the hard limit as it is)."""
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.run_dir = self.tmp / "run"
@@ -186,16 +189,26 @@ class Daemon:
         self.config_path.write_text(toml_dumps(self.config))
         self.args = list(args or [])
         self.env = {**python_env(), **(env or {})}
+        self.nofile = nofile
         self.proc: subprocess.Popen | None = None
 
     def start(self, wait: bool = True) -> Daemon:
         cmd = [sys.executable, "-m", "saslauthpy", "-f", "--config", str(self.config_path),
                *self.args]
         self._stderr = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self._stderr, stderr=self._stderr, env=self.env)
+        self.proc = subprocess.Popen(cmd, stdout=self._stderr, stderr=self._stderr, env=self.env,
+                                     preexec_fn=self._limits if self.nofile else None)
         if wait:
             self.wait_ready()
         return self
+
+    def _limits(self) -> None:
+        import resource
+
+        soft, hard = self.nofile
+        if hard is None:
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -231,6 +244,27 @@ class Daemon:
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
+
+    def workers(self) -> list[int]:
+        """The worker processes' pids, from the control socket's status."""
+        import json
+
+        return json.loads(self.admin("status").stdout)["workers"]
+
+    def kill_workers(self, pids: set[int], timeout: float = 20.0) -> list[int]:
+        """SIGKILL these workers and wait until the supervisor has replaced them; returns
+        the workers then.  (At low load one warm worker takes most connections: a test
+        that needs answers from other processes kills the ones that answered.)"""
+        count = len(self.workers())
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = self.workers()
+            if len(now) == count and not pids & set(now):
+                return now
+            time.sleep(0.1)
+        raise RuntimeError(f"workers {sorted(pids)} were not replaced: {self.stderr()}")
 
     def stop(self, timeout: float = 15.0) -> int:
         if self.proc is None:

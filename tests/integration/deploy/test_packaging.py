@@ -72,6 +72,15 @@ def test_service_is_notify_and_socket_is_saslauthds_path():
     assert re.search(r"^SocketMode=0660$", sock, re.M)
 
 
+def test_service_allows_the_descriptors_the_default_cap_needs():
+    from saslauthpy.config import Config
+    from saslauthpy.rundir import fd_reserve
+
+    limit = re.search(r"^LimitNOFILE=(\d+)$", (PKG / "saslauthpy.service").read_text(), re.M)
+    cfg = Config()
+    assert limit and int(limit.group(1)) >= cfg.server.max_connections + fd_reserve(cfg)
+
+
 # -- man pages ---------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
-"""Prometheus metrics: the Metrics class directly, its listener over TCP and a UNIX
-socket, and (once the daemon serves) a scrape after real requests through the socket."""
+"""Prometheus metrics: a worker's counters (Stats) rendered by the Metrics listener, the
+listener over TCP and a UNIX socket, and scrapes of a daemon after real requests through
+its socket, with one worker process and with several (every worker's numbers summed)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,27 @@ from saslauthpy.config import MetricsOptions
 from saslauthpy.errors import ConfigError
 from saslauthpy.metrics import Metrics
 from saslauthpy.options import load
+from saslauthpy.stats import Stats, merge
 
 
 def cfg(metrics: dict | None = None, cache: bool = True) -> SimpleNamespace:
     return SimpleNamespace(metrics=load(MetricsOptions, metrics, "[metrics] "),
                            cache=SimpleNamespace(enabled=cache))
+
+
+class Counted:
+    """A worker's Stats behind a Metrics listener, as one daemon process has them."""
+
+    def __init__(self, metrics: dict | None = None, cache: bool = True):
+        self.stats = Stats(count_cache=cache)
+        self.metrics = Metrics(cfg(metrics, cache), lambda: merge([self.stats.snapshot()]))
+        self.stats.max_services = self.metrics.max_services
+
+    def observe(self, d) -> None:
+        self.stats.observe(d)
+
+    def render(self) -> bytes:
+        return self.metrics.render()
 
 
 @dataclass
@@ -68,27 +85,27 @@ def free_port() -> int:
 
 
 def test_off_without_table_or_listen():
-    assert Metrics(cfg()).listen is None
-    assert Metrics(cfg({})).listen is None
-    assert Metrics(cfg({"listen": ""})).listen is None
+    assert Metrics(cfg(), dict).listen is None
+    assert Metrics(cfg({}), dict).listen is None
+    assert Metrics(cfg({"listen": ""}), dict).listen is None
 
 
 def test_unknown_key_is_named():
     with pytest.raises(ConfigError, match="'port'"):
-        Metrics(cfg({"listen": "127.0.0.1:9101", "port": 9101}))
+        Metrics(cfg({"listen": "127.0.0.1:9101", "port": 9101}), dict)
 
 
 @pytest.mark.parametrize("listen", ["9101", "localhost", "127.0.0.1:http", "127.0.0.1:70000",
                                     "unix:relative.sock"])
 def test_bad_listen_is_refused(listen):
     with pytest.raises(ConfigError, match=r"\[metrics\] listen"):
-        Metrics(cfg({"listen": listen}))
+        Metrics(cfg({"listen": listen}), dict)
 
 
 def test_listen_forms():
-    m = Metrics(cfg({"listen": "[::1]:9101"}))
+    m = Metrics(cfg({"listen": "[::1]:9101"}), dict)
     assert (m.listen.host, m.listen.port) == ("::1", 9101)
-    m = Metrics(cfg({"listen": "unix:/run/saslauthd/metrics.sock"}))
+    m = Metrics(cfg({"listen": "unix:/run/saslauthd/metrics.sock"}), dict)
     assert m.listen.path == "/run/saslauthd/metrics.sock"
 
 
@@ -96,7 +113,7 @@ def test_listen_forms():
 
 
 def test_requests_by_mechanism_service_result():
-    m = Metrics(cfg())
+    m = Counted()
     for d in [D(), D(), D(result="fail"), D(result="unknown", backend="pam", service_="imap"),
               D(result="malformed", backend="", service_="")]:
         m.observe(d)
@@ -112,7 +129,7 @@ def test_requests_by_mechanism_service_result():
 
 
 def test_cache_hits_and_misses_skip_malformed():
-    m = Metrics(cfg(cache=True))
+    m = Counted(cache=True)
     m.observe(D(cached=True, backend="cache"))
     m.observe(D(cached=True, backend="cache", result="fail"))
     m.observe(D(cached=False))
@@ -123,13 +140,13 @@ def test_cache_hits_and_misses_skip_malformed():
 
 
 def test_no_cache_counts_when_cache_off():
-    m = Metrics(cfg(cache=False))
+    m = Counted(cache=False)
     m.observe(D())
     assert value(m.render(), "saslauthpy_cache_misses_total") == 0
 
 
 def test_backend_errors_latency_and_delay():
-    m = Metrics(cfg())
+    m = Counted()
     m.observe(D(result="tempfail", backend="ldap", latency=0.3))
     m.observe(D(result="tempfail", backend="ldap", latency=0.0004))
     m.observe(D(result="fail", latency=1.5, delay=1.25))
@@ -142,18 +159,31 @@ def test_backend_errors_latency_and_delay():
     assert value(t, "saslauthpy_throttle_delay_seconds_total") == pytest.approx(1.25)
 
 
-def test_connections_gauge():
-    m = Metrics(cfg())
-    for _ in range(3):
-        m.connection_opened()
-    m.connection_closed()
+def test_workers_add_up_and_a_restarted_worker_goes_on_from_its_slot():
+    a, b = Stats(), Stats()
+    a.observe(D())
+    b.observe(D())
+    b.observe(D(result="fail"))
+    snaps = [a.snapshot(connections_open=2), b.snapshot(connections_open=1)]
+    m = Metrics(cfg(), lambda: merge(snaps))
     t = m.render()
+    assert value(t, "saslauthpy_requests_total", mechanism="sql", service="smtp",
+                 result="ok") == 2
+    assert value(t, "saslauthpy_connections_open") == 3
+    assert value(t, "saslauthpy_worker_processes") == 2
+    again = Stats(carried=snaps[1])  # b died; its replacement takes its slot
+    again.observe(D())
+    snaps[1] = again.snapshot(connections_open=0)
+    t = m.render()
+    assert value(t, "saslauthpy_requests_total", mechanism="sql", service="smtp",
+                 result="ok") == 3
+    assert value(t, "saslauthpy_requests_total", mechanism="sql", service="smtp",
+                 result="fail") == 1
     assert value(t, "saslauthpy_connections_open") == 2
-    assert value(t, "saslauthpy_connections_total") == 3
 
 
 def test_service_labels_are_bounded():
-    m = Metrics(cfg({"max_services": 2}))
+    m = Counted({"max_services": 2})
     for svc in ["smtp", "imap", "pop", "x" * 200, "bad\x00svc", "smtp"]:
         m.observe(D(service_=svc))
     s = samples(m.render())
@@ -161,12 +191,12 @@ def test_service_labels_are_bounded():
     assert services == {"smtp", "imap", "other"}
     assert value(m.render(), "saslauthpy_requests_total", mechanism="sql", service="other",
                  result="ok") == 3
-    assert len(m._children) == 3
+    assert len(m.stats.requests) == 3
 
 
 def test_observe_is_cheap():
     """Not a speed assertion: a sanity bound that catches an accidental O(n) hot path."""
-    m = Metrics(cfg())
+    m = Counted()
     d = D()
     t0 = time.perf_counter()
     for _ in range(20000):
@@ -184,8 +214,9 @@ def test_serves_over_tcp():
     port = free_port()
 
     async def run():
-        m = Metrics(cfg({"listen": f"127.0.0.1:{port}"}))
-        m.observe(D())
+        c = Counted({"listen": f"127.0.0.1:{port}"})
+        c.observe(D())
+        m = c.metrics
         await m.start()
         try:
             loop = asyncio.get_running_loop()
@@ -227,8 +258,9 @@ def test_serves_over_unix_socket(tmp_path):
         return data
 
     async def run():
-        m = Metrics(cfg({"listen": f"unix:{path}"}))
-        m.observe(D(result="fail", service_="imap"))
+        c = Counted({"listen": f"unix:{path}"})
+        c.observe(D(result="fail", service_="imap"))
+        m = c.metrics
         await m.start()
         mode = stat.S_IMODE(path.stat().st_mode)
         try:
@@ -255,7 +287,7 @@ def test_slow_scraper_does_not_block_others(tmp_path):
     path = tmp_path / "m.sock"
 
     async def run():
-        m = Metrics(cfg({"listen": f"unix:{path}"}))
+        m = Metrics(cfg({"listen": f"unix:{path}"}), dict)
         await m.start()
         try:
             _, idle = await asyncio.open_unix_connection(str(path))
@@ -282,7 +314,7 @@ def test_oversized_request_gets_431(tmp_path):
         return data
 
     async def run():
-        m = Metrics(cfg({"listen": f"unix:{path}"}))
+        m = Metrics(cfg({"listen": f"unix:{path}"}), dict)
         await m.start()
         try:
             huge = b"GET /metrics HTTP/1.0\r\nX-Pad: " + b"a" * 20000 + b"\r\n\r\n"
@@ -303,7 +335,7 @@ def test_busy_port_is_a_config_error():
         port = s.getsockname()[1]
 
         async def run():
-            await Metrics(cfg({"listen": f"127.0.0.1:{port}"})).start()
+            await Metrics(cfg({"listen": f"127.0.0.1:{port}"}), dict).start()
 
         with pytest.raises(ConfigError, match="cannot listen"):
             asyncio.run(run())
@@ -314,7 +346,7 @@ def test_refuses_to_replace_a_regular_file(tmp_path):
     path.write_text("keep me")
 
     async def run():
-        await Metrics(cfg({"listen": f"unix:{path}"})).start()
+        await Metrics(cfg({"listen": f"unix:{path}"}), dict).start()
 
     with pytest.raises(ConfigError, match="not a socket"):
         asyncio.run(run())
@@ -396,3 +428,43 @@ def test_scrape_matches_requests_made(daemon_factory, tmp_path):
     assert value(body, "saslauthpy_connections_total") - value(
         base_body, "saslauthpy_connections_total") == 7
     assert value(body, "saslauthpy_connections_open") == 0
+
+
+def test_several_workers_are_counted_as_one_daemon(daemon_factory, tmp_path):
+    """Two worker processes, requests answered by several processes (the first ones
+    killed and replaced halfway), in the fast lane and on the asyncio path alike: any
+    scrape, whichever worker takes it, counts every request exactly once."""
+    msock = tmp_path / "metrics.sock"
+    d = daemon_factory(args=["-c"], config={"server": {"processes": 2},
+                                            "metrics": {"listen": f"unix:{msock}"}})
+    d.admin("user", "add", "alice", password="wonderland")
+    for _ in range(20):
+        assert d.ask("alice", "wonderland", "smtp") == "OK"
+    deadline = time.monotonic() + 10  # a worker publishes every second: killed, it loses
+    while (sum(_requests_by_labels(_scrape_unix(msock)).values()) < 20  # at most that
+           and time.monotonic() < deadline):
+        time.sleep(0.1)
+    d.kill_workers({r["pid"] for r in d.audit()})  # their replacements go on counting
+    for _ in range(20):
+        assert d.ask("alice", "wonderland", "smtp") == "OK"
+    assert d.ask("alice", "wrong", "smtp").startswith("NO")
+    audit = d.audit()
+    assert len({r["pid"] for r in audit}) >= 2  # several processes answered
+
+    deadline = time.monotonic() + 10  # each worker publishes its numbers every second
+    while True:
+        bodies = [_scrape_unix(msock) for _ in range(4)]
+        if all(sum(_requests_by_labels(b).values()) == 41 for b in bodies) or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    for body in bodies:
+        assert _requests_by_labels(body) == Counter(
+            (r["backend"], r["service"], r["result"]) for r in audit)
+        assert value(body, "saslauthpy_worker_processes") == 2
+        assert value(body, "saslauthpy_cache_hits_total") == 39
+        assert value(body, "saslauthpy_request_duration_seconds_count") == 41
+        fast = value(body, "saslauthpy_fast_lane_answers_total")
+        assert 1 <= fast <= 39
+        assert fast + value(body, "saslauthpy_handed_over_total") >= 41
+        assert value(body, "process_resident_memory_bytes") > 0

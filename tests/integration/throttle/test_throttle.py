@@ -160,14 +160,75 @@ def test_exempt_networks_and_unknown_users_and_tempfail():
     assert t.penalty(r) == 1.0
 
 
-def test_memory_is_bounded_least_recently_used_first():
+def test_memory_is_bounded_and_the_newest_keys_stay():
     clock = Clock()
     t = make(clock, max_tracked=100)
     for i in range(1000):
+        clock.now += 0.001
         fail(t, req(f"spray{i}"), "pw")
-    assert t.tracked() == 100
+    assert 0 < t.tracked() <= 100
     assert t.penalty(req("spray999")) == 1.0
-    assert t.penalty(req("spray0")) == 0.0
+    assert sum(t.penalty(req(f"spray{i}")) > 0 for i in range(100)) < 20  # the oldest went
+
+
+def test_junk_logins_never_push_out_the_highest_penalties():
+    """100 times the table's size in distinct junk logins (one failure each, level 1)
+    make room among themselves: the victims at the cap keep their level."""
+    clock = Clock()
+    t = make(clock, max_tracked=800)
+    victims = [req(f"victim{i}") for i in range(20)]
+    for v in victims:
+        for g in range(4):
+            fail(t, v, f"guess{g}")
+    assert all(t.penalty(v) == 8.0 for v in victims)
+    for i in range(80_000):
+        clock.now += 0.0001
+        fail(t, req(f"junk{i}", realm="x"), "pw")
+    assert all(t.penalty(v) == 8.0 for v in victims)
+    assert t.penalty(req("junk79999", realm="x")) == 1.0
+
+
+def test_among_equal_levels_the_oldest_makes_room():
+    clock = Clock()
+    t = make(clock, max_tracked=8)  # one set of 8
+    for i in range(8):
+        clock.now += 1
+        fail(t, req(f"u{i}"), "pw")
+    fail(t, req("u3"), "other")  # u3 now at level 2
+    clock.now += 1
+    fail(t, req("new"), "pw")
+    assert t.penalty(req("u0")) == 0.0  # oldest of the level-1 keys
+    assert t.penalty(req("u1")) == 1.0 and t.penalty(req("u3")) == 2.0
+    assert t.penalty(req("new")) == 1.0
+
+
+def test_the_table_is_shared_by_forked_processes_and_counts_every_failure():
+    """Two processes record failures for one user at the same moment: every distinct
+    guess counts (the writers lock), and both see the same level."""
+    import multiprocessing
+
+    from saslauthpy.penalties import PenaltyTable
+
+    table = PenaltyTable(1000)
+    opts = {"base_delay": 1.0, "max_delay": 4096.0, "decay": 3600.0}
+    start = multiprocessing.get_context("fork").Barrier(3)
+
+    def guess(who: str) -> None:
+        t = Throttle(options=opts, penalties=table)
+        start.wait()
+        for i in range(5):
+            fail(t, req("alice"), f"{who}-{i}")
+
+    procs = [multiprocessing.get_context("fork").Process(target=guess, args=(w,))
+             for w in ("a", "b")]
+    for p in procs:
+        p.start()
+    start.wait()
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    here = Throttle(options=opts, penalties=table)
+    assert here.penalty(req("alice")) == 2.0 ** 9  # level 10: all ten guesses counted
 
 
 def test_disabled_throttle_never_delays():
@@ -331,3 +392,26 @@ def test_with_redis_down_the_table_is_still_used_from_one_thread():
     assert asyncio.run(run(t)) == 4.0
     assert {name.split("_")[0] for name in t.threads} == {"throttle-redis"}
     t.close()
+
+
+# -- through the daemon: worker processes share one table ---------------------------------
+
+def test_guesses_answered_by_other_worker_processes_raise_one_penalty(daemon_factory):
+    """Guesses answered by one worker, then (that worker killed) by others: the penalty
+    goes on growing as if one process had seen them all (a table per process would
+    start again from nothing)."""
+    d = daemon_factory(config={"server": {"processes": 2},
+                               "throttle": {"base_delay": 0.02, "max_delay": 60.0,
+                                            "decay": 600.0}})
+    d.admin("user", "add", "alice", password="alice-pw-1")
+    for i in range(4):
+        assert d.ask("alice", f"guess-{i}", "smtp").startswith("NO")
+    first = {r["pid"] for r in d.audit()}
+    d.kill_workers(first)
+    for i in range(4, 7):
+        assert d.ask("alice", f"guess-{i}", "smtp").startswith("NO")
+    recs = d.audit()
+    assert not first & {r["pid"] for r in recs[4:]}  # other processes answered these
+    # the n-th guess waited out the level the n-1 before it raised: 0.02 * 2**(n-2)
+    assert recs[-1]["delay"] >= 0.02 * 2 ** 5
+    assert [r["delay"] > 0 for r in recs] == [False] + [True] * 6

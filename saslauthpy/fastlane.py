@@ -1,0 +1,337 @@
+"""The fast lane: a cached OK answered straight from the accepted descriptor.
+
+A busy mail host mostly asks again for logins it asked about a moment ago.  For those,
+each worker process accepts connections itself as raw file descriptors, reads once
+without blocking and, when that one read holds exactly one whole request (libsasl2 and
+testsaslauthd write it in one ``writev`` before they read) whose good password is in the
+cache while no penalty is pending, writes ``OK`` and closes: no transport, no protocol
+object, no task, no per-request object.
+
+Everything else goes to the event loop and is answered there exactly as before: a whole
+request it could not answer (a miss, a cached wrong password, a penalty, the throttle in
+Redis) as that parsed request (``take``: the answer is written to the descriptor, no
+transport is needed for a request already read), and anything else (nothing read yet, a
+partial, oversized or malformed request) with the bytes already read, to the asyncio
+connection path (``handover``).
+
+Counting costs no allocation: plain integers the worker publishes with its other numbers
+(``Server.publish``).  Each answer still reaches the audit file (and, with -V, syslog)
+as its own line, written before the reply as on the asyncio path: when such a line is
+wanted, it is built like any other decision.
+
+Two ways to take connections off the shared listening socket (``[server] accept``):
+
+``thread``: a thread blocked in ``accept()``.  The kernel wakes one blocked acceptor per
+connection, across every worker process, with no event-loop round trip.
+``loop``: the event loop watches the listening socket (``add_reader``) and accepts in
+batches; every worker's loop wakes for every connection.
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+import logging
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from .authenticator import REPLY_OK, Decision, Peer
+from .control import peer_credentials
+from .protocol import Request
+
+log = logging.getLogger("saslauthpy")
+
+READ_SIZE = 4096  # a whole request of four or five 256-byte fields is 1,290 bytes
+POLL_INTERVAL = 0.25  # seconds a blocked acceptor may take to notice it must stop
+BATCH = 64  # connections accepted per wake-up before looking at the rest again
+BACK_OFF = 0.01  # seconds an acceptor pauses when the process is out of descriptors
+PENDING = 32  # hand-overs a thread acceptor may have queued for the loop (descriptors held)
+# Latency buckets (seconds) for the metrics histogram; the metrics module uses the same.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                   1.0, 2.5, 5.0, 10.0)
+_SCARCE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+# handover(fd, data[, done]) and take(fd, request, started[, done]): done() once the
+# loop has the connection in its count
+Handover = Callable[..., None]
+
+
+class Counts:
+    """What the fast lane did, as plain numbers (read by ``Server.publish``)."""
+
+    __slots__ = ("accepted", "answered", "by_service", "handed", "latency", "latency_sum")
+
+    def __init__(self) -> None:
+        self.accepted = 0  # connections taken off the socket
+        self.answered = 0  # cached OKs written here
+        self.by_service: dict[str, int] = {}  # answered, by service (the request's text)
+        self.handed = 0  # connections given to the event loop
+        self.latency = [0] * (len(LATENCY_BUCKETS) + 1)  # answered, per bucket (+Inf last)
+        self.latency_sum = 0.0
+
+
+class FastLane:
+    """``handle(fd)`` answers one accepted connection or hands it over."""
+
+    def __init__(self, handover: Handover, take: Handover, max_field: int):
+        self.handover = handover
+        self.take = take
+        self.max_field = max_field
+        self.counts = Counts()
+        self.auth = None  # the Authenticator in service (``configure``)
+        self.record: Callable[[Decision], None] | None = None
+        self.timed = False
+
+    def configure(self, auth, max_field: int, record: Callable[[Decision], None] | None,
+                  timed: bool) -> None:
+        """Use ``auth`` from now on; ``record`` gets a decision per answer when the audit
+        wants one; ``timed``: keep the latency histogram (metrics are on)."""
+        self.max_field = max_field
+        self.record = record
+        self.timed = timed or record is not None
+        self.auth = auth
+
+    def handle(self, fd: int) -> None:
+        counts = self.counts
+        counts.accepted += 1
+        started = time.monotonic()
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:  # connected, nothing sent yet
+            counts.handed += 1
+            self.handover(fd, b"")
+            return
+        except OSError:
+            os.close(fd)
+            return
+        if not data:  # connect and close (a health check): nothing to record
+            os.close(fd)
+            return
+        # One whole request of four or five fields and nothing else, every field within
+        # max_field, login and password not empty, no NUL: anything else is handed over.
+        limit = self.max_field
+        end = len(data)
+        fields = []
+        pos = 0
+        while pos < end and len(fields) < 5:
+            if end - pos < 2:
+                break
+            size = (data[pos] << 8) | data[pos + 1]
+            pos += 2
+            if size > limit or pos + size > end or data.find(b"\0", pos, pos + size) >= 0:
+                break
+            fields.append(data[pos:pos + size])
+            pos += size
+        if pos != end or len(fields) < 4 or not fields[0] or not fields[1]:
+            counts.handed += 1
+            self.handover(fd, data)
+            return
+        auth = self.auth
+        cache = auth.cache
+        service = fields[2].decode("utf-8", "surrogateescape")
+        if cache is None or not self._no_penalty(auth, fields, started) or not cache.is_good(
+                auth.cache_key(fields[0].decode("utf-8", "surrogateescape"),
+                               fields[3].decode("utf-8", "surrogateescape"), service),
+                fields[1]):
+            counts.handed += 1
+            self.take(fd, _request(fields), started)
+            return
+        if self.timed:
+            latency = time.monotonic() - started
+            if self.record is not None:
+                self._record(fd, fields, latency)
+            counts.latency[bisect.bisect_left(LATENCY_BUCKETS, latency)] += 1
+            counts.latency_sum += latency
+        counts.answered += 1
+        counts.by_service[service] = counts.by_service.get(service, 0) + 1
+        try:
+            os.write(fd, REPLY_OK)
+        except OSError:
+            pass  # the client went away: the decision stands (and was recorded)
+        os.close(fd)
+
+    @staticmethod
+    def _no_penalty(auth, fields: list[bytes], now: float) -> bool:
+        throttle = auth.throttle
+        if throttle is None:
+            return True
+        if throttle.shared:
+            return False  # a Redis round trip is the asyncio path's business
+        if not throttle.active(now):
+            return True  # the common case: no key has a penalty anywhere
+        return throttle.penalty(auth.normalise(_request(fields))) <= 0
+
+    def _record(self, fd: int, fields: list[bytes], latency: float) -> None:
+        creds = peercred(fd)
+        req = self.auth.normalise(_request(fields))
+        self.record(Decision(req, "ok", "", "cache", True, latency, Peer(lambda: creds)))
+
+
+def _request(fields: list[bytes]) -> Request:
+    text = [f.decode("utf-8", "surrogateescape") for f in fields]
+    return Request(text[0], fields[1], text[2], text[3], text[4] if len(text) == 5 else "")
+
+
+def peercred(fd: int) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of the UNIX socket ``fd``."""
+    sock = socket.socket(fileno=fd)
+    try:
+        return peer_credentials(sock)
+    finally:
+        sock.detach()
+
+
+class Acceptor:
+    """Takes connections off the listening socket and gives each to ``lane.handle``."""
+
+    def __init__(self, listen: socket.socket, lane: FastLane, loop,
+                 shed: Callable[[], None]):
+        self.listen = listen
+        self.lane = lane
+        self.loop = loop
+        self.shed = shed  # frees descriptors: drops the oldest unfinished connection
+        self._scarce_logged = 0.0
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _accept_some(self, make_room: Callable[[], None]) -> None:
+        """Accept and handle what is queued (up to ``BATCH``); when descriptors run out,
+        ``make_room()`` (which also backs off a moment)."""
+        accept = self.listen._accept  # type: ignore[attr-defined]
+        handle = self.lane.handle
+        set_blocking = os.set_blocking
+        for _ in range(BATCH):
+            if self._paused():
+                return
+            try:
+                fd, _ = accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _SCARCE:
+                    self._scarce(exc)
+                    make_room()
+                else:
+                    log.error("accept failed: %s", exc)
+                return
+            try:
+                set_blocking(fd, False)
+                handle(fd)
+            except Exception:
+                log.exception("fast lane: connection failed")
+
+    def _paused(self) -> bool:
+        return False
+
+    def _scarce(self, exc: OSError) -> None:
+        now = time.monotonic()
+        if now - self._scarce_logged > 60:
+            self._scarce_logged = now
+            log.warning("accept: %s; dropping the oldest unfinished connection", exc.strerror)
+
+
+class ThreadAcceptor(Acceptor):
+    """A thread of its own, blocked in ``epoll_wait`` on the listening socket, which it
+    registers with ``EPOLLEXCLUSIVE``: the kernel wakes one idle worker per connection,
+    the first in registration order, so at low load a warm worker takes the connections
+    and under load the others join in.  Hand-overs go to the loop thread, at most
+    ``PENDING`` at a time: a flood waits in the kernel's backlog, not in descriptors
+    the loop has not counted yet."""
+
+    def start(self) -> None:
+        self.listen.setblocking(False)
+        self._poll = select.epoll()
+        self._poll.register(self.listen.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        lane = self.lane
+        loop = self.loop
+        slots = threading.Semaphore(PENDING)
+
+        def queued(direct: Handover) -> Handover:
+            def handover(*args) -> None:
+                slots.acquire()
+                loop.call_soon_threadsafe(direct, *args, slots.release)
+
+            return handover
+
+        lane.handover = queued(lane.handover)
+        lane.take = queued(lane.take)
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="fastlane", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        poll = self._poll.poll
+        while self._running:
+            if poll(POLL_INTERVAL, 1):
+                self._accept_some(self._make_room)
+
+    def _make_room(self) -> None:
+        self.loop.call_soon_threadsafe(self.shed)
+        time.sleep(BACK_OFF)
+
+    def stop(self) -> None:
+        self._running = False
+        self._thread.join(POLL_INTERVAL * 4)
+        self._poll.close()
+
+
+class LoopAcceptor(Acceptor):
+    """The event loop's ``add_reader`` on the listening socket; every worker's loop wakes
+    for every connection, and the first to accept it wins.  With ``PENDING`` hand-overs
+    not yet counted by the server, it stops watching until they are."""
+
+    def start(self) -> None:
+        self.listen.setblocking(False)
+        self._running = True
+        self._watching = False
+        self._pending = 0
+        self.lane.handover = self._counted(self.lane.handover)
+        self.lane.take = self._counted(self.lane.take)
+        self._watch()
+
+    def _counted(self, direct: Handover) -> Handover:
+        def handover(*args) -> None:
+            self._pending += 1
+            if self._pending >= PENDING:
+                self._unwatch()
+            direct(*args, self._counted_one)
+
+        return handover
+
+    def _counted_one(self) -> None:
+        self._pending -= 1
+        if self._pending < PENDING:
+            self._watch()
+
+    def _watch(self) -> None:
+        if self._running and not self._watching:
+            self._watching = True
+            self.loop.add_reader(self.listen.fileno(), self._accept_some, self._make_room)
+
+    def _unwatch(self) -> None:
+        if self._watching:
+            self._watching = False
+            self.loop.remove_reader(self.listen.fileno())
+
+    def _paused(self) -> bool:
+        return not self._watching
+
+    def _make_room(self) -> None:
+        self.shed()
+        self._unwatch()
+        self.loop.call_later(BACK_OFF, self._watch)
+
+    def stop(self) -> None:
+        self._running = False
+        self._unwatch()
+
+
+ACCEPTORS = {"thread": ThreadAcceptor, "loop": LoopAcceptor}
