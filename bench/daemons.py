@@ -35,6 +35,18 @@ def raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
+def nofile_limit(soft: int | None):
+    """A preexec_fn: the soft open-file limit ``soft`` (None: as high as the hard one)."""
+    if soft is None:
+        return raise_nofile
+
+    def lower() -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return lower
+
+
 def wait_socket(path: Path, proc: subprocess.Popen | None, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -108,6 +120,7 @@ class Daemon:
 
     def __init__(self, base: Path, mech: str, threads: int, cache: bool,
                  mech_options: str = ""):
+        self.soft_nofile: int | None = None  # start under this soft open-file limit
         self.base = base
         self.run_dir = base / "run"
         self.mech, self.threads, self.cache, self.mech_options = mech, threads, cache, mech_options
@@ -163,7 +176,7 @@ class CSaslauthd(Daemon):
         with open(self.log, "ab") as log:
             # saslauthd daemonises: the parent returns once the workers are up.
             res = subprocess.run(cmd, stdout=log, stderr=log, timeout=30,
-                                 preexec_fn=raise_nofile)
+                                 preexec_fn=nofile_limit(self.soft_nofile))
         if res.returncode != 0:
             raise RuntimeError(f"saslauthd exited with {res.returncode}: {self.error()}")
         wait_socket(self.socket, None)
@@ -215,7 +228,7 @@ class Saslauthpy(Daemon):
         env.pop("NOTIFY_SOCKET", None)
         self._log = open(self.log, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=self._log, env=env,
-                                     preexec_fn=raise_nofile)
+                                     preexec_fn=nofile_limit(self.soft_nofile))
         try:
             wait_socket(self.socket, self.proc)
         except RuntimeError as exc:

@@ -178,7 +178,7 @@ static void *client_main(void *arg) {
 struct idle {
     int want;
     int *fds;
-    int open_now, max_open, reopened;
+    int open_now, max_open, reopened, resets;
     pthread_t tid;
 };
 
@@ -212,6 +212,7 @@ static void *idle_main(void *arg) {
             if (poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
                 char b[64];
                 ssize_t r = read(id->fds[i], b, sizeof b);
+                if (r < 0 && errno == ECONNRESET) id->resets++;
                 if (r == 0 || (r < 0 && errno != EAGAIN)) {
                     close(id->fds[i]);
                     id->fds[i] = -1;
@@ -339,12 +340,13 @@ int main(int argc, char **argv) {
                "\"ok\": %ld, \"no\": %ld, \"errors\": %ld, \"timeouts\": %ld, \"mismatch\": %ld, "
                "\"elapsed\": %.3f, \"rps\": %.1f, \"good_rps\": %.1f, "
                "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, "
-               "\"idle_max_open\": %d, \"idle_reopened\": %d}\n",
+               "\"idle_max_open\": %d, \"idle_reopened\": %d, \"idle_resets\": %d}\n",
                gr->name, gr->clients, gr->expect_ok ? "OK" : "NO", gr->nlat, gr->ok, gr->no,
                gr->err, gr->timeouts, gr->mismatch, elapsed, answered / elapsed,
                (double)(gr->nlat - (size_t)gr->mismatch) / elapsed,
                pct(gr->lat, gr->nlat, 0.50) * 1e3, pct(gr->lat, gr->nlat, 0.99) * 1e3,
-               gr->nlat ? gr->lat[gr->nlat - 1] * 1e3 : 0.0, id.max_open, id.reopened);
+               gr->nlat ? gr->lat[gr->nlat - 1] * 1e3 : 0.0, id.max_open, id.reopened,
+               id.resets);
     }
     return 0;
 usage:

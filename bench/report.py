@@ -155,6 +155,8 @@ def summarise(rows: list[Row]) -> list[Line]:
             met = "—" if o_val is None else ("yes" if o_val <= target else "no")
             if o_val is None and r.groups.get("legit") is not None:
                 met = "no"
+            if sc == "5" and (r.extra.get("idle_resets") or r.groups["legit"]["errors"]):
+                met = "no (connections reset)"
             lines.append(Line(sc, r.title, "correct user's latency", c_text, label, o_text,
                               ratio(o_val, c_val), f"p99 ≤ {target:.0f} ms", met, c_val, o_val))
     add_throughput("6", "throughput", 1.0)

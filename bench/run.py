@@ -65,9 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, help="seconds per measurement (default 5, quick 2)")
     p.add_argument("--users", type=int, help="bench accounts (default 50, quick 8)")
     p.add_argument("-n", dest="threads", type=int, default=5, help="workers for both daemons")
-    p.add_argument("--processes", type=int, default=1,
-                   help="saslauthpy's [server] processes (event-loop processes)")
-    p.add_argument("--idle", type=int, default=1000, help="idle connections in scenario 5")
+    p.add_argument("--processes", type=int, default=0,
+                   help="saslauthpy's [server] processes (default: its own, one per CPU)")
+    p.add_argument("--accept", default="",
+                   help="compare [server] accept variants in scenarios 1 and 2, "
+                        "e.g. thread,loop (default: the daemon's default only)")
+    p.add_argument("--idle", type=int, default=3000, help="idle connections in scenario 5")
     p.add_argument("--memory-entries", type=int, help="cache entries for 'mem' (100000)")
     p.add_argument("--out", default=str(BENCH / "RESULTS.md"))
     p.add_argument("--plot", default=str(BENCH / "results.png"))
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         s = Settings(tmp=tmp, loadgen=build_loadgen(tmp), duration=duration,
                      threads=args.threads, users=users, quick=args.quick, idle=args.idle,
                      request_timeout=10.0, processes=args.processes,
+                     accept=tuple(a for a in args.accept.split(",") if a),
                      memory_entries=args.memory_entries or (10_000 if args.quick else 100_000),
                      profile=tmp / "profile.raw" if args.profile else None)
         rows = []
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if plotted:
         plot_ref = plot.name if plot.parent.resolve() == out.parent.resolve() else str(plot)
     settings = {"duration": f"{duration:g} s", "users": str(users), "threads": str(args.threads),
-                "saslauthpy processes": str(args.processes),
+                "saslauthpy processes": str(args.processes or "default (one per CPU)"),
                 "quick": str(args.quick).lower()}
     write_markdown(out, rows, machine(), settings, plot_ref, top)
     if args.json:

@@ -29,6 +29,7 @@ from daemons import (
 
 THROTTLE_OFF = {"throttle": {"enabled": False}}
 THROTTLE_ON = {"throttle": {"enabled": True}}  # the defaults: 1 s doubling to 8 s, decay 30 s
+DEBIAN_NOFILE = 1024  # Debian's default soft open-file limit
 
 
 @dataclass
@@ -40,10 +41,11 @@ class Settings:
     users: int = 50
     quick: bool = False
     request_timeout: float = 10.0
-    idle: int = 1000
+    idle: int = 3000
     memory_entries: int = 100_000
     profile: Path | None = None
-    processes: int = 1  # saslauthpy's [server] processes
+    processes: int = 0  # saslauthpy's [server] processes (0: its default, one per CPU)
+    accept: tuple[str, ...] = ()  # [server] accept variants for scenarios 1, 2 (): default
 
 
 @dataclass
@@ -89,7 +91,7 @@ def warm(s: Settings, daemon: Daemon, login: str, nusers: int, password: str) ->
 
 def each_daemon(s: Settings, scenario: str, title: str, mech: str, cache: bool,
                 ours: list[tuple[str, dict[str, Any]]] | None = None, mech_options: str = "",
-                with_c: bool = True):
+                with_c: bool = True, soft_nofile: int | None = None):
     """Yield (row, daemon) for the C daemon then each of our configurations, started."""
     variants: list[tuple[str, dict[str, Any] | None]] = [(CSaslauthd.label, None)] if with_c else []
     variants += ours if ours is not None else [("saslauthpy", THROTTLE_OFF)]
@@ -98,11 +100,12 @@ def each_daemon(s: Settings, scenario: str, title: str, mech: str, cache: bool,
         if config is None:
             d: Daemon = CSaslauthd(base, mech, s.threads, cache, mech_options)
         else:
-            if s.processes > 1:
+            if s.processes:
                 config = {**config, "server": {**config.get("server", {}),
                                                "processes": s.processes}}
             d = Saslauthpy(base, mech, s.threads, cache, mech_options, config, label)
         row = Row(scenario, title, label)
+        d.soft_nofile = soft_nofile
         try:
             d.start()
         except Exception as exc:
@@ -147,7 +150,9 @@ def _cache_hits(s: Settings, scenario: str, clients: int, title: str,
             if prof is not None:
                 _finish_profile(s, prof)
 
-    _measure(rows, each_daemon(s, scenario, title, "shadow", True), body)
+    ours = [(f"saslauthpy accept={a}", {**THROTTLE_OFF, "server": {"accept": a}})
+            for a in s.accept] or None
+    _measure(rows, each_daemon(s, scenario, title, "shadow", True, ours), body)
     return rows
 
 
@@ -206,9 +211,12 @@ def scenario_5(s: Settings) -> list[Row]:
         row.extra["answer_timeout_s"] = timeout
         row.extra["idle_connections_open"] = row.groups["legit"]["idle_max_open"]
         row.extra["idle_reopened"] = row.groups["legit"]["idle_reopened"]
+        row.extra["idle_resets"] = row.groups["legit"]["idle_resets"]
 
-    _measure(rows, each_daemon(s, "5", f"{s.idle} idle connections, 1 correct login (shadow)",
-                               "shadow", False), body)
+    # Both daemons start under Debian's default soft open-file limit, as from a shell.
+    _measure(rows, each_daemon(s, "5", f"{s.idle} idle connections, 1 correct login (shadow, "
+                               f"soft open-file limit {DEBIAN_NOFILE})", "shadow", False,
+                               soft_nofile=DEBIAN_NOFILE), body)
     return rows
 
 
@@ -321,7 +329,8 @@ def scenario_6(s: Settings) -> list[Row]:
 def scenario_mem(s: Settings) -> list[Row]:
     """RSS of saslauthpy holding N cache entries (one SQL user, N services: N keys).
 
-    Measured with one process whatever --processes says: the target is one process's RSS.
+    Measured with one worker process whatever --processes says: the target is one
+    process's RSS (the worker's; the supervisor is not counted).
     """
     s = dataclasses.replace(s, processes=1)
     import sqlite3
@@ -344,13 +353,14 @@ def scenario_mem(s: Settings) -> list[Row]:
             row.extra["memory_kb"] = d.memory_kb()
             row.extra["note"] = "fixed-size mmap cache (-c default), PSS of all processes"
             return
-        before = rss_kb(d.pid())
+        worker = d.pids()[-1]  # the supervisor's one worker process
+        before = rss_kb(worker)
         started = time.monotonic()
         row.groups = run_loadgen(s, d, [group("fill", 8, "OK", "memuser", n, "mem-pw",
                                               service="svc%d")], duration=600, one_pass=True)
         row.extra["fill_seconds"] = round(time.monotonic() - started, 1)
         row.extra["rss_before_kb"] = before
-        row.extra["memory_kb"] = rss_kb(d.pid())
+        row.extra["memory_kb"] = rss_kb(worker)
         row.extra["entries"] = n
 
     # The C daemon has no SQL; its memory is shown for scale with -a shadow -c.
