@@ -95,14 +95,19 @@ class CredentialCache:
             return None  # torn by a concurrent write: treat as empty
         return fp
 
-    def _get(self, kind: bytes, key: str, fp: bytes) -> bool:
+    def _get(self, kind: bytes, key: str, fp: bytes | None = None,
+             password: bytes = b"") -> bool:
+        """Whether ``key`` holds ``fp`` (or ``password``'s fingerprint, computed only when
+        the key is there)."""
         kd = self._digest(kind, key)
         off = self._find(kd)
         if off < 0:
             return False
         now = self._clock()
         stored = self._read(off, kd, now)
-        if stored is None or not hmac.compare_digest(stored, fp):
+        if stored is None:
+            return False
+        if not hmac.compare_digest(stored, fp or self.fingerprint(key, password)):
             return False
         _LAST_USED.pack_into(self._mm, off + 40, now)
         return True
@@ -152,16 +157,7 @@ class CredentialCache:
     def is_good(self, key: str, password: bytes) -> bool:
         """True if ``password`` is ``key``'s cached good one (the fast lane's question:
         not counted here, and no fingerprint computed when the key is not cached)."""
-        kd = self._digest(_GOOD, key)
-        off = self._find(kd)
-        if off < 0:
-            return False
-        now = self._clock()
-        stored = self._read(off, kd, now)
-        if stored is None or not hmac.compare_digest(stored, self.fingerprint(key, password)):
-            return False
-        _LAST_USED.pack_into(self._mm, off + 40, now)
-        return True
+        return self._get(_GOOD, key, password=password)
 
     def remember_good(self, key: str, fp: bytes) -> None:
         self._put(_GOOD, key, fp, self.ttl)

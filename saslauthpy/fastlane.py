@@ -19,12 +19,14 @@ Counting costs no allocation: plain integers the worker publishes with its other
 as its own line, written before the reply as on the asyncio path: when such a line is
 wanted, it is built like any other decision.
 
-Two ways to take connections off the shared listening socket (``[server] accept``):
+Two ways to take connections off the shared listening socket (``[server] accept``,
+measured side by side in docs/performance.md):
 
-``thread``: a thread blocked in ``accept()``.  The kernel wakes one blocked acceptor per
-connection, across every worker process, with no event-loop round trip.
-``loop``: the event loop watches the listening socket (``add_reader``) and accepts in
-batches; every worker's loop wakes for every connection.
+``thread`` (the default): a thread of the worker's own waits in ``epoll_wait`` with the
+socket registered ``EPOLLEXCLUSIVE``, so the kernel wakes one idle worker per connection,
+preferring the same warm one while the load is low.
+``loop``: the event loop watches the socket (``add_reader``); every worker's loop wakes
+for every connection and the first to accept it wins.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ READ_SIZE = 4096  # a whole request of four or five 256-byte fields is 1,290 byt
 POLL_INTERVAL = 0.25  # seconds a blocked acceptor may take to notice it must stop
 BATCH = 64  # connections accepted per wake-up before looking at the rest again
 BACK_OFF = 0.01  # seconds an acceptor pauses when the process is out of descriptors
-PENDING = 32  # hand-overs a thread acceptor may have queued for the loop (descriptors held)
+PENDING = 32  # hand-overs an acceptor may have queued for the loop (descriptors held)
 # Latency buckets (seconds) for the metrics histogram; the metrics module uses the same.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5, 5.0, 10.0)
@@ -132,11 +134,9 @@ class FastLane:
             return
         auth = self.auth
         cache = auth.cache
-        service = fields[2].decode("utf-8", "surrogateescape")
+        service = _text(fields[2])
         if cache is None or not self._no_penalty(auth, fields, started) or not cache.is_good(
-                auth.cache_key(fields[0].decode("utf-8", "surrogateescape"),
-                               fields[3].decode("utf-8", "surrogateescape"), service),
-                fields[1]):
+                auth.cache_key(_text(fields[0]), _text(fields[3]), service), fields[1]):
             counts.handed += 1
             self.take(fd, _request(fields), started)
             return
@@ -172,8 +172,13 @@ class FastLane:
 
 
 def _request(fields: list[bytes]) -> Request:
-    text = [f.decode("utf-8", "surrogateescape") for f in fields]
-    return Request(text[0], fields[1], text[2], text[3], text[4] if len(text) == 5 else "")
+    login, password, service, realm = fields[:4]
+    addr = fields[4] if len(fields) == 5 else b""
+    return Request(_text(login), password, _text(service), _text(realm), _text(addr))
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def peercred(fd: int) -> tuple[int, int, int]:

@@ -61,6 +61,13 @@ def resets(idle: list[socket.socket]) -> tuple[int, int]:
     return reset, closed
 
 
+def logins_answered(d) -> None:
+    """A correct login, again and again, and the control socket, all answered."""
+    for _ in range(20):
+        assert d.ask("alice", PASSWORD, "smtp") == "OK"
+    assert json.loads(d.admin("status").stdout)["ok"]
+
+
 def test_3000_idle_connections_under_a_1024_soft_limit(daemon_factory):
     d = daemon_factory(args=["-c"], config={"server": {"read_timeout": 120.0}},
                        nofile=(1024, None))
@@ -68,10 +75,7 @@ def test_3000_idle_connections_under_a_1024_soft_limit(daemon_factory):
     assert "open-file limit raised from 1024" in d.stderr()
     idle = open_idle(d.mux, IDLE)
     try:
-        for _ in range(20):
-            assert d.ask("alice", PASSWORD, "smtp") == "OK"
-        status = json.loads(d.admin("status").stdout)  # the control socket answers
-        assert status["ok"]
+        logins_answered(d)
         time.sleep(1.5)  # every worker has published its numbers since
         status = json.loads(d.admin("status").stdout)
         assert status["open_connections"] >= IDLE
@@ -91,9 +95,7 @@ def test_a_hard_limit_too_low_lowers_the_cap_and_says_so(daemon_factory, accept)
     assert "the open-file limit (1024) allows 908 connections per process" in d.stderr()
     idle = open_idle(d.mux, IDLE)
     try:
-        for _ in range(20):
-            assert d.ask("alice", PASSWORD, "smtp") == "OK"
-        assert json.loads(d.admin("status").stdout)["ok"]
+        logins_answered(d)
         reset, closed = resets(idle)
         assert reset == 0 and closed > 0  # beyond each worker's cap: closed, not reset
     finally:
