@@ -71,7 +71,3 @@ class Scoreboard:
 
     def read_all(self) -> list[dict]:
         return [s for s in map(self.read, range(self.slots)) if s is not None]
-
-    def clear(self, slot: int) -> None:
-        """Forget a slot (a worker that will not be replaced)."""
-        self._mm[slot * SLOT:(slot + 1) * SLOT] = bytes(SLOT)

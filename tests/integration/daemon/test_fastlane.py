@@ -233,3 +233,33 @@ def test_both_acceptors_answer_alike(account, daemon_factory):
         st = settled(d, 80)
         assert st["fast_lane"]["answered"] >= 1, accept
         d.stop()
+
+
+def test_with_the_throttle_in_redis_cached_logins_take_the_asyncio_path(account,
+                                                                       daemon_factory):
+    """A penalty check is then a Redis round trip, which the fast lane does not make:
+    every request goes to the event loop, and is answered as before (cache, penalties)."""
+    import uuid
+
+    prefix = f"saslauthpy-test-{uuid.uuid4().hex}:"
+    d = daemon_factory(args=["-a", "shadow", "-c"], config={"throttle": {
+        "redis": "redis://127.0.0.1:6379/0", "redis_prefix": prefix, "redis_timeout": 1.0,
+        "base_delay": 0.3, "max_delay": 0.3}})
+    try:
+        for _ in range(5):
+            assert ask(d.mux, account, PASSWORD, SERVICE) == "OK"
+        assert ask(d.mux, account, "wrong", SERVICE).startswith("NO")
+        assert ask(d.mux, account, PASSWORD, SERVICE) == "OK"
+        recs = d.audit()
+        assert [r["cache_hit"] for r in recs] == [False, True, True, True, True, False, True]
+        assert recs[-1]["delay"] >= 0.3  # the penalty, kept in Redis, was served
+        st = settled(d, 7)
+        assert st["fast_lane"]["answered"] == 0
+    finally:
+        import redis
+
+        client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
