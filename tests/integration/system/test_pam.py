@@ -24,6 +24,7 @@ from saslauthpy.protocol import Request
 pytestmark = pytest.mark.timeout(120)
 GOOD = "Pam-good-1"
 BASE = {"throttle": {"enabled": False}}
+ONE_PROCESS = {"server": {"processes": 1}}  # a test that looks at the PAM worker pids
 
 
 @pytest.fixture
@@ -64,9 +65,15 @@ def kill_sleepers(duration: str) -> None:
                     os.kill(int(entry.name), signal.SIGKILL)
 
 
-def workers_of(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def workers_of(pid: int) -> list[int]:
+    """The PAM worker processes of the daemon whose main process is ``pid``: children of
+    its worker processes (the main process supervises those)."""
+    return [w for p in children(pid) for w in children(p)]
 
 
 def test_good_wrong_unknown(daemon_factory, accounts, service):
@@ -149,7 +156,7 @@ def test_hanging_module_times_out_and_daemon_keeps_serving(daemon_factory, accou
 def test_crashed_worker_is_replaced(daemon_factory, accounts, service):
     with hanging_service(5) as hang:
         user = accounts.add(GOOD)
-        d = daemon_factory(args=["-a", "pam", "-n", "1"], config=BASE)
+        d = daemon_factory(args=["-a", "pam", "-n", "1"], config={**BASE, **ONE_PROCESS})
         result: list[str] = []
         t = threading.Thread(target=lambda: result.append(d.ask(user, GOOD, hang.name)))
         t.start()
@@ -166,7 +173,8 @@ def test_crashed_worker_is_replaced(daemon_factory, accounts, service):
 
 def test_workers_are_recycled(daemon_factory, accounts, service):
     user = accounts.add(GOOD)
-    d = daemon_factory(args=["-a", "pam", "-n", "1"], config={**BASE, "pam": {"max_requests": 2}})
+    d = daemon_factory(args=["-a", "pam", "-n", "1"],
+                       config={**BASE, **ONE_PROCESS, "pam": {"max_requests": 2}})
     seen = set()
     for _ in range(3):
         assert d.ask(user, GOOD, service.name) == "OK"
