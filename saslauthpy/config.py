@@ -72,8 +72,11 @@ class CacheOptions:
 @dataclass
 class AuditOptions:
     file: str = option("", "JSON-lines audit file; empty = none")
-    syslog: bool = option(True, "failures to syslog (successes too with -V)")
+    syslog: bool = option(True, "failures to the journal, syslog or stderr (successes too "
+                          "with -V)")
     facility: str = option("auth", "syslog facility", choices=SYSLOG_FACILITIES)
+    syslog_format: str = option("saslauthd", "the log line: saslauthd's \"auth failure: "
+                                "[user=...] ...\" or \"json\"", choices=("saslauthd", "json"))
 
 
 @dataclass
