@@ -128,7 +128,7 @@ class Server:
     def prepare(self) -> None:
         """Open what depends on the configuration; raises ConfigError."""
         cfg = self.config
-        self.audit = Audit(cfg.audit, cfg.verbose, cfg.foreground)
+        self.audit = Audit(cfg.audit, cfg.verbose)
         carried = self.shared.board.read(self.slot)  # a dead predecessor's counts
         self.stats = Stats(count_cache=cfg.cache.enabled, carried=carried)
         self.stats.max_services = cfg.metrics.max_services
