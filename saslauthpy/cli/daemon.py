@@ -1,28 +1,28 @@
-"""``saslauthpy``: the daemon's command line (saslauthd's flags, plus --config)."""
+"""``saslauthpy``: the daemon's command line (saslauthd's flags, plus --config).
+
+Exit status (terminal.py): 0 after SIGTERM, 1 if it cannot start (bad configuration,
+another instance running, socket in use), 2 for an unknown option or malformed argument.
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
-import logging.handlers
 import os
 import sys
 
 from .. import config as configmod
+from .. import logsinks
 from ..errors import AlreadyRunning, ConfigError
+from . import terminal
 
 
 def _setup_logging(foreground: bool, verbose: bool) -> None:
+    """The journal under systemd, stderr in the foreground, syslog when detached."""
+    logsinks.install(foreground)
     root = logging.getLogger("saslauthpy")
     root.handlers.clear()
-    if foreground or not os.path.exists("/dev/log"):
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(
-            logging.Formatter("saslauthpy[%(process)d]: %(levelname)s %(message)s"))
-    else:
-        handler = logging.handlers.SysLogHandler(
-            "/dev/log", facility=logging.handlers.SysLogHandler.LOG_AUTH)
-        handler.setFormatter(logging.Formatter("saslauthpy[%(process)d]: %(message)s"))
-    root.addHandler(handler)
+    root.addHandler(logsinks.Handler())
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.propagate = False
 
@@ -51,9 +51,17 @@ def _detach() -> tuple[int, int] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    return terminal.run(lambda: _main(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
     parser = configmod.arg_parser()
-    args, extra = parser.parse_known_args(argv)
+    parser.exit_on_error = False
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except argparse.ArgumentError as exc:
+        print(f"saslauthpy: {exc}; see saslauthpy -h", file=sys.stderr)
+        return terminal.USAGE
     if args.help:
         parser.print_help()
         print()
@@ -65,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         print(f"saslauthpy: unknown argument {' '.join(extra)!r}; see saslauthpy -h",
               file=sys.stderr)
-        return 1
+        return terminal.USAGE
 
     def load() -> configmod.Config:
         return configmod.from_args(args)
@@ -74,14 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         config = load()
     except ConfigError as exc:
         print(f"saslauthpy: {exc}", file=sys.stderr)
-        return 1
+        return terminal.ERROR
 
     from .. import launcher
 
     pipe = None
     if not config.foreground:
         pipe = _detach()
-    _setup_logging(config.foreground or pipe is None, config.verbose)
+    _setup_logging(config.foreground, config.verbose)
     log = logging.getLogger("saslauthpy")
 
     def ready() -> None:
@@ -90,11 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             os.close(pipe[0])
             os.dup2(pipe[1], 2)
 
-    status = 1
     try:
         return launcher.run(config, load, ready)
     except AlreadyRunning as exc:
-        msg, status = f"saslauthpy: {exc}\n", 2
+        msg = f"saslauthpy: {exc}\n"
     except ConfigError as exc:
         msg = f"saslauthpy: {exc}\n"
     except OSError as exc:
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         os.write(pipe[0], msg.encode())
     else:
         log.error(msg.strip().removeprefix("saslauthpy: "))
-    return status
+    return terminal.ERROR
 
 
 if __name__ == "__main__":
