@@ -8,6 +8,12 @@ Two line formats, chosen from the first data line of the file:
 * ``/etc/shadow`` style ``login:hash:...`` (the fields after the hash are ignored); the
   realm is the ``realm`` argument (default none).
 
+The password field must be a hash saslauthpy can verify (``hashshape.verifiable``): a
+cleartext value, or a malformed or unknown hash, is a bad line, unless ``scheme`` names the
+scheme of bare values (``SSHA`` for base64 without ``{SSHA}``) or ``allow_plain`` says the
+file holds cleartext passwords, which are then hashed with the default scheme (never
+stored in clear).
+
 Blank lines and ``#`` comments are ignored.  A bad line is reported with its number and
 skipped; users that already exist are left untouched and reported.  Rows are committed in
 batches, so an interruption loses nothing that was already reported as imported.
@@ -21,6 +27,7 @@ import time
 from collections.abc import Iterator
 from typing import Protocol, TextIO
 
+from ... import hashshape, passwords
 from .store import MAX_HASH, check_names, display_name
 
 BATCH = 1000
@@ -36,7 +43,30 @@ class BadLine(ValueError):
     pass
 
 
-def _check(login: str, realm: str, hashed: str) -> tuple[str, str, str]:
+class Passwords:
+    """What the password field may hold: a verifiable hash, bare values of ``scheme``,
+    or (``allow_plain``) cleartext, hashed here."""
+
+    def __init__(self, scheme: str | None = None, allow_plain: bool = False):
+        if scheme is not None and not passwords.is_known_scheme(scheme):
+            raise ValueError(f"--scheme {scheme}: unknown password scheme")
+        self.prefix = "{" + scheme.strip().strip("{}").upper() + "}" if scheme else ""
+        self.allow_plain = allow_plain
+
+    def stored(self, login: str, value: str) -> str:
+        if self.prefix and not value.startswith("{"):
+            value = self.prefix + value
+        if hashshape.verifiable(value):
+            return value
+        if self.allow_plain and (hashshape.is_plain(value) or value[:1] not in ("$", "{")):
+            clear = value.split("}", 1)[1] if hashshape.is_plain(value) else value
+            return passwords.hash_password(clear.encode("utf-8", "surrogateescape"))
+        raise BadLine(f"user {login!r}: the password field is not a hash saslauthpy can verify "
+                      "(cleartext, or a malformed or unknown hash); --scheme NAME says what "
+                      "bare hashes are, --allow-plain hashes cleartext passwords")
+
+
+def _check(login: str, realm: str, hashed: str, pw: Passwords) -> tuple[str, str, str]:
     login, realm, hashed = login.strip(), realm.strip(), hashed.strip()
     try:
         check_names(login, realm)
@@ -48,21 +78,21 @@ def _check(login: str, realm: str, hashed: str) -> tuple[str, str, str]:
         raise BadLine(f"user {login!r}: no usable password (locked account)")
     if len(hashed) > MAX_HASH or any(c.isspace() for c in hashed):
         raise BadLine(f"user {login!r}: not a password hash (too long or contains spaces)")
-    return login, realm, hashed
+    return login, realm, pw.stored(login, hashed)
 
 
-def parse_csv(line: str) -> tuple[str, str, str]:
+def parse_csv(line: str, pw: Passwords) -> tuple[str, str, str]:
     fields = next(csv.reader([line]))
     if len(fields) < 3:
         raise BadLine(f"expected login,realm,password-hash; got {len(fields)} field(s)")
-    return _check(fields[0], fields[1], ",".join(fields[2:]))
+    return _check(fields[0], fields[1], ",".join(fields[2:]), pw)
 
 
-def parse_shadow(line: str, realm: str) -> tuple[str, str, str]:
+def parse_shadow(line: str, realm: str, pw: Passwords) -> tuple[str, str, str]:
     fields = line.split(":")
     if len(fields) < 2:
         raise BadLine("expected login:hash[:...]")
-    return _check(fields[0], realm, fields[1])
+    return _check(fields[0], realm, fields[1], pw)
 
 
 def detect(line: str) -> str:
@@ -119,8 +149,10 @@ class Progress:
 
 
 def run_import(store: BulkStore, path: str, stream: TextIO = sys.stderr, *,
-               realm: str = "", fmt: str = "auto", batch: int = BATCH) -> tuple[int, int]:
+               realm: str = "", fmt: str = "auto", batch: int = BATCH,
+               scheme: str | None = None, allow_plain: bool = False) -> tuple[int, int]:
     """Import ``path`` into ``store``; returns (imported, skipped)."""
+    pw = Passwords(scheme, allow_plain)
     started = time.monotonic()
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
         lines = list(_data_lines(f))
@@ -157,7 +189,7 @@ def run_import(store: BulkStore, path: str, stream: TextIO = sys.stderr, *,
         try:
             if "\ufffd" in line:
                 raise BadLine("not valid UTF-8")
-            row = parse_csv(line) if fmt == "csv" else parse_shadow(line, realm)
+            row = parse_csv(line, pw) if fmt == "csv" else parse_shadow(line, realm, pw)
         except (BadLine, csv.Error) as exc:
             progress.note(f"line {number}: {exc}; skipped")
             skipped += 1

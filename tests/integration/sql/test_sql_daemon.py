@@ -54,7 +54,11 @@ def test_builtin_table_on_postgresql_with_admin_and_r(pg_url, daemon_factory, tm
     d.admin("user", "add", "alice", "--realm", "example.com", password="alice-pw")
     csv = tmp_path / "more.csv"
     csv.write_text("bob,example.com,{PLAIN}bob-pw\nbad line\n")
-    res = d.admin("user", "import", str(csv), check=False)  # exit 1: a line was skipped
+    res = d.admin("user", "import", str(csv), check=False)  # cleartext: refused, line named
+    assert res.returncode == 1 and "line 1: user 'bob': the password field is not a hash" \
+        in res.stderr and "imported 0 user(s), skipped 2" in res.stderr
+    res = d.admin("user", "import", str(csv), "--allow-plain", check=False)  # hashed on import
+    assert res.returncode == 1  # exit 1: a line was skipped
     assert "line 2:" in res.stderr and "imported 1 user(s), skipped 1" in res.stderr
     assert said(d.mux, "alice", "alice-pw", realm="example.com") == OK
     assert said(d.mux, "bob", "bob-pw", realm="example.com") == OK
