@@ -23,7 +23,7 @@ from saslauthpy.cli import admin
 
 ROOT = Path(__file__).resolve().parents[3]
 PKG = ROOT / "packaging"
-ENV_WRAPPER = PKG / "saslauthpy-env"
+ENV_WRAPPER = ROOT / "saslauthpy" / "share" / "systemd" / "saslauthpy-env"
 INSTALLED_WRAPPER = "/usr/libexec/saslauthpy/saslauthpy-env"
 MAN_PAGES = ["saslauthpy.8", "testsaslauthpy.8", "saslauthpy-admin.8"]
 
