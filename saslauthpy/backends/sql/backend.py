@@ -185,8 +185,9 @@ class Backend(base.Backend):
                 if _transient(exc):
                     raise
                 raise Refused(
-                    f"[sql] cannot create table {TABLE}: {_short(exc)}; create it with "
-                    f"backends/sql/{self.settings.dialect}.sql or grant CREATE"
+                    f"[sql] cannot create table {TABLE}: {_short(exc)}; create it with the "
+                    f"statements 'saslauthpy-admin sql schema {self.settings.dialect}' prints, "
+                    f"or grant CREATE"
                 ) from None
             self._table_ready = True
 

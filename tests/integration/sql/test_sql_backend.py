@@ -6,9 +6,12 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from harness import python_env
 from sql_servers import run_sql_file
 from sqlalchemy import create_engine, text
 
@@ -294,16 +297,21 @@ def read_only(request):
 
 def test_table_creation_denied_stops_the_start_with_the_fix(read_only):
     """A daemon role that may only read, with the table missing: a ConfigError naming the
-    DDL file and the grant (MariaDB reports the denial as an OperationalError, which once
-    escaped open() as a raw driver exception)."""
+    command that prints the DDL and the grant (MariaDB reports the denial as an
+    OperationalError, which once escaped open() as a raw driver exception)."""
     dialect, url = read_only
     b = sql.Backend(Config(), {"url": url})
     try:
         with pytest.raises(ConfigError, match="cannot create table saslauthpy_users") as err:
             b.open()
         ddl = "postgresql" if dialect == "postgresql" else "mysql"
-        assert f"backends/sql/{ddl}.sql" in str(err.value)
+        assert f"'saslauthpy-admin sql schema {ddl}'" in str(err.value)
         assert "grant CREATE" in str(err.value)
+        # ... and that command prints the DDL that creates the table
+        res = subprocess.run([sys.executable, "-m", "saslauthpy.cli.admin", "sql", "schema", ddl],
+                             capture_output=True, text=True, env=python_env(), timeout=60)
+        assert res.returncode == 0 and "CREATE TABLE" in res.stdout
+        assert "saslauthpy_users" in res.stdout
     finally:
         b.close()
 
