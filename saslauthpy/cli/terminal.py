@@ -28,9 +28,10 @@ INTERRUPTED = 130
 def run(main: Callable[[], int]) -> int:
     """Call ``main``; a closed stdout (``cmd | head``) or Ctrl-C ends it quietly."""
     try:
-        status = main()
-        sys.stdout.flush()
-        return status
+        try:
+            return main()
+        finally:  # also after argparse's --help, which leaves by SystemExit
+            sys.stdout.flush()
     except BrokenPipeError:
         # Nobody reads any more: stop writing (also at exit, when Python flushes stdout).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
