@@ -70,7 +70,8 @@ def d(daemon_factory):
 
 def run(d: Daemon, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
     """Options after the command words, where a hand reaches for them."""
-    return admin(*args, "--config", str(d.config_path), input=input)
+    config = [] if "--config" in args else ["--config", str(d.config_path)]
+    return admin(*args, *config, input=input)
 
 
 def both(d: Daemon, *args: str, input: str | None = None) -> tuple[str, object]:
@@ -231,7 +232,8 @@ BAD = [
     (("user", "import", "/nonexistent/users.csv"), None, 1,
      "/nonexistent/users.csv: No such file or directory"),
     (("init", "--store", "nosuch"), None, 1, "--store nosuch: unknown store"),
-    (("check-config", "--config", "/nonexistent.toml"), None, 1, "/nonexistent.toml does not exist"),
+    (("check-config", "--config", "/nonexistent.toml"), None, 1,
+     "/nonexistent.toml does not exist"),
     (("status", "-m", "/nonexistent-run"), None, 1, "nothing answers on /nonexistent-run/"),
     (("cache", "flush", "-m", "/nonexistent-run"), None, 1, "nothing answers on"),
     (("throttle", "show", "-m", "/nonexistent-run"), None, 1, "nothing answers on"),

@@ -61,7 +61,8 @@ def test_lintian_finds_no_errors(deb):
 def test_installs_beside_sasl2_bin_with_its_files(box):
     status = box.run("dpkg-query", "-W", "-f", "${db:Status-Abbrev}${Package}\n",
                      "saslauthpy", "sasl2-bin").stdout.split()
-    assert sorted(zip(status[::2], status[1::2])) == [("ii", "sasl2-bin"), ("ii", "saslauthpy")]
+    pairs = sorted(zip(status[::2], status[1::2], strict=True))
+    assert pairs == [("ii", "sasl2-bin"), ("ii", "saslauthpy")]
     for path in ("/usr/sbin/saslauthpy", "/usr/sbin/testsaslauthpy", "/usr/sbin/saslauthpy-admin",
                  "/usr/libexec/saslauthpy/saslauthpy-env", "/lib/systemd/system/saslauthpy.socket",
                  "/usr/lib/tmpfiles.d/saslauthpy.conf", "/usr/lib/sysusers.d/saslauthpy.conf",
