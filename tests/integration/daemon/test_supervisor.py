@@ -16,7 +16,7 @@ from harness import Daemon, python_env
 
 
 def workers(d) -> list[int]:
-    return json.loads(d.admin("status").stdout)["workers"]
+    return json.loads(d.admin("status", "--json").stdout)["workers"]
 
 
 @pytest.fixture
