@@ -5,13 +5,12 @@ closed or the user presses Ctrl-C."""
 from __future__ import annotations
 
 import os
-import pty
-import signal
 import subprocess
 import sys
 
 import pytest
 from harness import python_env
+from tty_session import on_tty
 
 DAEMON = [sys.executable, "-m", "saslauthpy"]
 CLIENT = [sys.executable, "-m", "saslauthpy.cli.testclient"]
@@ -59,22 +58,6 @@ def test_a_closed_output_pipe_is_no_traceback(cmd):
                                  [*CLIENT, "-u", "x", "-f", "/nonexistent/mux"],
                                  [*ADMIN, "pw"]])
 def test_ctrl_c_at_the_password_prompt(cmd):
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.environ.update(python_env())
-        os.execv(cmd[0], cmd)
-    out = b""
-    while b"Password:" not in out:
-        out += os.read(fd, 1024)
-    os.kill(pid, signal.SIGINT)  # what the terminal sends for Ctrl-C
-    while True:
-        try:
-            chunk = os.read(fd, 1024)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    _, st = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(st) == 130
-    assert b"Traceback" not in out and b"KeyboardInterrupt" not in out
+    status, out = on_tty(cmd, interrupt=True)
+    assert status == 130
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out

@@ -4,13 +4,12 @@ password, and take the password from a prompt or stdin instead of the command li
 
 from __future__ import annotations
 
-import os
-import pty
 import subprocess
 import sys
 
 import pytest
 from harness import need, python_env
+from tty_session import on_tty
 
 MINE = [sys.executable, "-m", "saslauthpy.cli.testclient"]
 PW = "s3cret-Alice!"
@@ -78,25 +77,9 @@ def test_password_from_stdin(users):
 
 
 def test_without_p_it_asks_on_the_terminal_without_echo(users):
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.environ.update(python_env())
-        os.execv(sys.executable, [*MINE, "-f", str(users.mux), "-u", "alice"])
-    out = b""
-    while b"Password:" not in out:
-        out += os.read(fd, 1024)
-    os.write(fd, PW.encode() + b"\n")
-    while True:
-        try:
-            chunk = os.read(fd, 1024)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert b'0: OK "Success."' in out and PW.encode() not in out
+    status, out = on_tty([*MINE, "-f", str(users.mux), "-u", "alice"], [PW])
+    assert status == 0
+    assert '0: OK "Success."' in out and PW not in out
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -413,30 +413,11 @@ def test_admin_imports_shadow_lines_into_a_realm(daemon):
 
 
 def test_admin_asks_for_the_password_twice_on_a_terminal(daemon):
-    import pty
+    from tty_session import on_tty
 
     def run_on_tty(answers: list[str]) -> str:
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: saslauthpy-admin with the pty as its terminal
-            os.environ.update(python_env())
-            os.execv(sys.executable, [sys.executable, "-m", "saslauthpy.cli.admin", "--config",
-                                      str(daemon.config_path), "user", "add", "erin"])
-        out = b""
-        for answer in answers:
-            while b": " not in out.rsplit(b"\n", 1)[-1]:
-                out += os.read(fd, 1024)
-            os.write(fd, answer.encode() + b"\n")
-            out += os.read(fd, 1024)
-        while True:
-            try:
-                chunk = os.read(fd, 1024)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        os.waitpid(pid, 0)
-        return out.decode(errors="replace")
+        return on_tty([sys.executable, "-m", "saslauthpy.cli.admin", "--config",
+                       str(daemon.config_path), "user", "add", "erin"], answers)[1]
 
     out = run_on_tty(["erin-pw-1", "erin-pw-2"])
     assert "Again (for verification)" in out and "passwords don't match" in out
