@@ -82,10 +82,10 @@ class Audit:
 
     def reopen(self) -> None:
         """(Re)open the file, and take the log format and facility from ``options``."""
-        self._facility = SYSLOG_FACILITIES[self.options.facility.lower()]
+        self._facility = SYSLOG_FACILITIES[self.options.facility]
         self._json = self.options.syslog_format == "json"
         if not self.options.file:
-            self._close()
+            self.close()
             return
         old = self._file
         try:
@@ -123,13 +123,10 @@ class Audit:
             priority = syslog.LOG_INFO if d.result == "ok" else syslog.LOG_NOTICE
             logsinks.current().emit(priority, self._facility, line)
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if self._file is not None:
             try:
                 self._file.close()
             except OSError:
                 pass
             self._file = None
-
-    def close(self) -> None:
-        self._close()
