@@ -123,16 +123,13 @@ def daemon_view(config_file: str | None, run_dir: str | None,
     return DaemonView(cfg, files)
 
 
-def stores() -> list[str]:
-    """The mechanisms that keep users saslauthpy-admin can write."""
-    names = []
-    for name in MODULES:
-        try:
-            store_class(name)
-        except ConfigError:
-            continue
-        names.append(name)
-    return names
+def keeps_users(name: str) -> bool:
+    """Whether mechanism ``name`` keeps users saslauthpy-admin can write (sql, sasldb)."""
+    try:
+        store_class(name)
+    except ConfigError:
+        return False
+    return True
 
 
 def choose_store(view: DaemonView, name: str | None, file: str | None) -> str:
@@ -141,15 +138,17 @@ def choose_store(view: DaemonView, name: str | None, file: str | None) -> str:
     mechanisms = view.config.mechanisms
     said = f"{','.join(mechanisms)} (from {view.source})"
     if name is not None:
-        if name not in MODULES:
-            raise Refused(f"--store {name}: unknown store; use one of {', '.join(stores())}")
+        if name not in MODULES or not keeps_users(name):
+            stores = [m for m in MODULES if keeps_users(m)]
+            raise Refused(f"--store {name}: unknown store; use one of {', '.join(stores)}")
         if name not in mechanisms and file is None:
             raise Refused(f"--store {name}: the daemon does not read it: its mechanisms are "
                           f"{said}; add {name} there first, or name a file with --file")
         return name
     for mech in mechanisms:
-        if mech in stores():
+        if keeps_users(mech):
             return mech
+    stores = [m for m in MODULES if keeps_users(m)]
     raise Refused(f"the daemon checks passwords with {said}, which keeps no users "
                   f"saslauthpy-admin can write (system accounts are managed with useradd and "
-                  f"passwd); to keep users here, add {' or '.join(stores())} to its mechanisms")
+                  f"passwd); to keep users here, add {' or '.join(stores)} to its mechanisms")
