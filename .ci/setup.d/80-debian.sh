@@ -7,21 +7,25 @@
 #   on a throw-away overlay, so the cached tree is never changed by a test.
 #
 # The tree is cached in $SASLAUTHPY_CONTAINER_CACHE (default /var/cache/saslauthpy-ci), in a
-# directory named after a hash of what goes into it (this script: the suite, the mirror and
-# the package list).  An unchanged script reuses it; a changed one builds a new tree and
-# removes the old ones.  tests/integration/debian/container.py finds the tree through the
-# "current" symlink.
+# directory named after a hash of what goes into it (the suite, the mirror, the package list
+# and the customize function below).  The same inputs reuse it; changed ones build a new
+# tree and remove the old ones.  tests/helpers/container.py finds it through the "current"
+# symlink.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 need=()
-for pkg in debootstrap systemd-container dh-virtualenv debhelper lintian python3-venv \
-           build-essential fakeroot; do
+for pkg in debootstrap systemd-container lintian build-essential fakeroot dpkg-dev; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The package's Build-Depends, read from debian/control itself.
+if ! dpkg-checkbuilddeps >/dev/null 2>&1; then
+    apt-get update -qq
+    apt-get build-dep -y -qq ./ >/dev/null
 fi
 
 SUITE=bookworm
@@ -30,8 +34,19 @@ MIRROR=http://deb.debian.org/debian
 # tests run inside: testsaslauthd (sasl2-bin), useradd/chpasswd, PAM, ps.
 INCLUDE=systemd,systemd-sysv,dbus,python3,libcrypt1,libdb5.3,libgdbm6,libpam-modules,libpam-runtime,passwd,login,procps,sasl2-bin,libsasl2-modules,logrotate
 
+customize() {  # $1 = the new tree
+    chroot "$1" apt-get clean
+    rm -rf "$1"/var/lib/apt/lists/*
+    echo saslauthpy-test > "$1/etc/hostname"
+    # Boot without waiting for a network or starting timers the tests do not need.
+    chroot "$1" systemctl mask -q systemd-networkd-wait-online.service \
+        systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer 2>/dev/null || true
+}
+
 cache="${SASLAUTHPY_CONTAINER_CACHE:-/var/cache/saslauthpy-ci}"
-key="$(sha256sum "$0" | cut -c1-16)"
+# The key: what goes into the tree (suite, mirror, packages, customize), nothing else.
+key="$(printf '%s\n' "$SUITE" "$MIRROR" "$INCLUDE" "$(declare -f customize)" \
+       | sha256sum | cut -c1-16)"
 root="$cache/$SUITE-$key"
 if [ -e "$root/.complete" ]; then
     ln -sfn "$(basename "$root")" "$cache/current"
@@ -45,16 +60,11 @@ if [ -e "$root.tmp" ]; then  # an interrupted build: debootstrap may have left /
 fi
 debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$root.tmp" "$MIRROR" \
     >"$cache/debootstrap.log" 2>&1 || { tail -20 "$cache/debootstrap.log" >&2; exit 1; }
-chroot "$root.tmp" apt-get clean
-rm -rf "$root.tmp"/var/lib/apt/lists/*
-echo saslauthpy-test > "$root.tmp/etc/hostname"
-# A root login is never needed (the tests use nsenter); boot without waiting for a network.
-chroot "$root.tmp" systemctl mask -q systemd-networkd-wait-online.service \
-    systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer 2>/dev/null || true
+customize "$root.tmp"
 touch "$root.tmp/.complete"
 mv "$root.tmp" "$root"
 ln -sfn "$(basename "$root")" "$cache/current"
 # Older trees (other keys) are no longer used.
 for old in "$cache/$SUITE"-*; do
-    [ "$old" = "$root" ] || rm -rf "$old"
+    [ "$old" = "$root" ] || rm -rf --one-file-system "$old"
 done
