@@ -1,5 +1,17 @@
 """The root-only control socket ``RUNDIR/saslauthpy.control`` that saslauthpy-admin
-uses to flush cached credentials and ask for a status.  One JSON line in, one out."""
+uses to flush cached credentials, read and lift throttle penalties, and ask for a status.
+One JSON line in, one out:
+
+    {"cmd": "flush", "login": L, "realm": R}                -> {"ok": true, "flushed": n}
+    {"cmd": "throttle-show", "login": L, "realm": R, "address": A}
+        -> {"ok": true, "keys": [{"key": "user:root", "level": 3, "delay": 4.0}, ...]}
+    {"cmd": "throttle-clear", ...the same selectors}        -> {"ok": true, "cleared": n}
+    {"cmd": "status"}                                       -> {"ok": true, "pid": ..., ...}
+
+A login is looked up with its realm (none: the empty realm), an address by its network;
+with no selector, throttle-show counts the penalised keys (the shared table keeps digests
+of its keys, not the keys) and throttle-clear asks for one.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +23,7 @@ import struct
 from collections.abc import Callable
 
 from .cache import CredentialCache
+from .throttle import Throttle
 
 log = logging.getLogger("saslauthpy")
 
@@ -39,8 +52,9 @@ def request_line(buf: bytes) -> bytes | None:
 
 
 def reply(request: bytes, uid: int, cache: CredentialCache | None,
-          status: Callable[[], dict]) -> bytes:
-    """Answer one request line from a client running as ``uid``."""
+          status: Callable[[], dict], throttle: Throttle | None = None) -> bytes:
+    """Answer one request line from a client running as ``uid``; ``throttle`` reads the
+    daemon's penalty table (None: the throttle is off)."""
     try:
         req = json.loads(request)
         if not isinstance(req, dict):
@@ -56,10 +70,42 @@ def reply(request: bytes, uid: int, cache: CredentialCache | None,
         n = cache.flush(req.get("login"), req.get("realm"))
         log.info("cache flush %s: %d entries", req.get("login") or "(all)", n)
         return _dump({"ok": True, "flushed": n})
+    if cmd in ("throttle-show", "throttle-clear"):
+        return _dump(_throttle(cmd, req, throttle))
     if cmd == "status":
         return _dump({"ok": True, "pid": os.getpid(), **status(),
                       "cache": None if cache is None else {"entries": len(cache)}})
     return _dump({"ok": False, "error": f"unknown command {cmd!r}"})
+
+
+def _throttle(cmd: str, req: dict, throttle: Throttle | None) -> dict:
+    login, realm, address = (req.get(k) for k in ("login", "realm", "address"))
+    if any(v is not None and not isinstance(v, str) for v in (login, realm, address)):
+        return {"ok": False, "error": "login, realm and address must be strings"}
+    if throttle is None:
+        return {"ok": True, "keys": [], "cleared": 0, "note": "the throttle is off"}
+    keys = ([f"u:{login}\0{realm or ''}"] if login else []) + \
+        ([k for k in [throttle.address_key(address)] if k] if address else [])
+    if not keys:  # the shared table keeps digests of its keys, not the keys themselves
+        if cmd == "throttle-clear":
+            return {"ok": False, "error": "name the login or the address to clear"}
+        return {"ok": True, "keys": [], "penalised": throttle.tracked(),
+                "note": "the penalty table keeps no names: ask for a login or an address"}
+    found = throttle.levels(keys)
+    if cmd == "throttle-clear":
+        throttle.clear([k for k, _ in found])
+        log.info("throttle clear %s: %d keys", login or address, len(found))
+        return {"ok": True, "cleared": len(found)}
+    return {"ok": True, "keys": [{"key": _shown(k), "level": level,
+                                  "delay": throttle.delay_for(level)} for k, level in found]}
+
+
+def _shown(key: str) -> str:
+    """A user key (login, NUL, realm) as ``user:login@realm``, ``a:net`` as ``address:net``."""
+    if key.startswith("u:"):
+        login, _, realm = key[2:].partition("\0")
+        return f"user:{login}@{realm}" if realm else f"user:{login}"
+    return "address:" + key[2:]
 
 
 def _dump(obj: dict) -> bytes:

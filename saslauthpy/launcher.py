@@ -52,7 +52,8 @@ def run(config: Config, load_config: Callable[[], Config],
             server.prepare()
             run_loop(server.serve(worker_ready))
 
-        return Supervisor(config, load_config, shared.cache, shared.board, worker).run(ready)
+        return Supervisor(config, load_config, shared.cache, shared.board, worker,
+                          shared.penalties).run(ready)
     finally:
         if metrics_path:
             try:

@@ -30,8 +30,10 @@ from .cache import CredentialCache
 from .config import Config
 from .errors import ConfigError
 from .eventloop import early_signals, hold_signals
+from .penalties import PenaltyTable
 from .scoreboard import Scoreboard
 from .stats import merge
+from .throttle import Throttle
 
 log = logging.getLogger("saslauthpy")
 
@@ -41,13 +43,16 @@ RESTART_BACKOFF = 1.0  # seconds before restarting a worker that died young
 
 class Supervisor:
     def __init__(self, config: Config, load_config: Callable[[], Config],
-                 cache: CredentialCache | None, board: Scoreboard, target: Target):
+                 cache: CredentialCache | None, board: Scoreboard, target: Target,
+                 penalties: PenaltyTable | None = None):
         """``target(config, ready, slot)`` is a worker's whole life: it raises if the worker
         cannot start, calls ``ready()`` once it serves, and returns when the worker stops;
-        ``slot`` is its place on the scoreboard."""
+        ``slot`` is its place on the scoreboard.  ``penalties``: the shared penalty table,
+        which the control socket's throttle commands read and clear."""
         self.config = config
         self.load_config = load_config
         self.cache = cache
+        self.penalties = penalties
         self.board = board
         self.target = target
         self.workers: dict[int, tuple[int, float]] = {}  # pid -> (slot, start time)
@@ -166,7 +171,15 @@ class Supervisor:
                     if not chunk:
                         return
                     buf += chunk
-                conn.sendall(control.reply(line, uid, self.cache, self.status))
+                throttle = Throttle(self.config, penalties=self.penalties) \
+                    if self.penalties is not None else None
+                try:
+                    conn.sendall(control.reply(line, uid, self.cache, self.status,
+                                               throttle if throttle and throttle.enabled
+                                               else None))
+                finally:
+                    if throttle is not None:
+                        throttle.close()  # its Redis client, if any; never the shared table
             except ValueError:
                 return  # no line within MAX_LINE bytes
             except OSError as exc:

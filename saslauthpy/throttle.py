@@ -202,6 +202,16 @@ class Throttle:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.record, request, result, fingerprint)
 
+    def levels(self, keys: list[str]) -> list[tuple[str, int]]:
+        """(key, level) of those of ``keys`` that carry a penalty now."""
+        now = self.clock()
+        return [(k, level) for k, e in zip(keys, self._load(keys), strict=True)
+                if (level := self._effective(e, now)) > 0]
+
+    def clear(self, keys: list[str]) -> None:
+        """Lift the penalties of ``keys``."""
+        self._clear(keys)
+
     def active(self, now: float) -> bool:
         """False when no key in the local table can have a penalty at ``now``."""
         return self._local.active(now)
