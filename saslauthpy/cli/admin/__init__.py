@@ -38,10 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    for name in ("config", "run_dir", "defaults", "store", "file"):
-        if not hasattr(args, name):
-            setattr(args, name, None)
-    out = Output(bool(getattr(args, "json", False)))
+    out = Output(args.json)
     try:
         return dispatch(args, out)
     except (Fail, ConfigError, hostconfig.Refused, controlclient.Failed,
@@ -50,6 +47,11 @@ def _main(argv: list[str]) -> int:
     except controlclient.Unreachable as exc:
         return error(f"{exc}: is the daemon running? (its run directory comes from "
                      "-m, --config or /etc/default/saslauthd)")
+    except OSError as exc:
+        return error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+    except Exception as exc:  # a store's own error (database down, unreadable sasldb ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return error(f"{type(exc).__name__}: {first}")
 
 
 def dispatch(args: argparse.Namespace, out: Output) -> int:

@@ -340,3 +340,13 @@ def test_a_flush_that_reaches_no_daemon_is_reported(d, tmp_path):
     assert f"nothing answers on {tmp_path / 'elsewhere'}/saslauthpy.control" in res.stderr
     assert "saslauthpy-admin -m DIR cache flush alice" in res.stderr
     assert ask(d.mux, "alice", PW) == "OK"  # still cached: what the message warns about
+
+
+def test_a_store_that_cannot_be_reached_is_one_line(tmp_path):
+    """PostgreSQL down (nothing listens on the port): one line naming the driver's error."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[sql]\nurl = "postgresql+psycopg://nobody@127.0.0.1:9/none"\n'
+                   'connect_timeout = 2\n')
+    res = admin("user", "list", "--config", str(cfg))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "saslauthpy-admin: " in res.stderr
