@@ -47,6 +47,8 @@ def _main(argv: list[str]) -> int:
     except controlclient.Unreachable as exc:
         return error(f"{exc}: is the daemon running? (its run directory comes from "
                      "-m, --config or /etc/default/saslauthd)")
+    except BrokenPipeError:
+        raise  # terminal.run: nobody reads our output any more
     except OSError as exc:
         return error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
     except Exception as exc:  # a store's own error (database down, unreadable sasldb ...)
