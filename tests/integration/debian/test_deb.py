@@ -73,8 +73,8 @@ def test_installs_beside_sasl2_bin_with_its_files(box):
     assert "saslauthpy 0." in box.run("saslauthpy", "-v").stdout
     # every mechanism's modules load, python-ldap's against Debian's libldap included
     box.run("/usr/lib/saslauthpy/bin/python3", "-c",
-            "import ldap, saslauthpy.backends.ldap.backend, saslauthpy.backends.sql.backend, "
-            "saslauthpy.backends.sasldb.backend, saslauthpy.backends.pam.backend")
+            "from saslauthpy.backends import MODULES, backend_class\n"
+            "for name in MODULES: backend_class(name)")
     # not enabled by the installation: the C saslauthd may own the socket
     assert box.run("systemctl", "is-enabled", "saslauthpy.socket", check=False).stdout.strip() \
         == "disabled"
