@@ -16,6 +16,7 @@ sasldb file and run directory (hence the same control socket) as the daemon:
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -62,8 +63,8 @@ def read_environment_file(path: str) -> dict[str, str]:
                 continue
             value = m.group(2).strip()
             if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-                value = value[1:-1]
-                if m.group(2).strip()[0] == '"':
+                quote, value = value[0], value[1:-1]
+                if quote == '"':
                     value = re.sub(r'\\(["\\$`])', r"\1", value)
             env[m.group(1)] = value
     return env
@@ -112,7 +113,7 @@ def daemon_view(config_file: str | None, run_dir: str | None,
     parser.exit_on_error = False
     try:
         args, extra = parser.parse_known_args(argv)
-    except Exception as exc:
+    except argparse.ArgumentError as exc:
         raise ConfigError(f"{', '.join(files)}: {exc}") from None
     if extra:
         raise ConfigError(f"{', '.join(files)}: unknown daemon argument {extra[0]!r}")
