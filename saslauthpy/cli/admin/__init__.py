@@ -6,7 +6,7 @@ the SQL schema, and talk to the running daemon through its root-only control soc
     saslauthpy-admin user import FILE [--realm R] [--scheme NAME] [--allow-plain]
     saslauthpy-admin init | check-config | status
     saslauthpy-admin cache flush [LOGIN] [--realm R]
-    saslauthpy-admin throttle show|clear [LOGIN|ADDRESS] [--realm R]
+    saslauthpy-admin throttle show [LOGIN|ADDRESS] | clear LOGIN|ADDRESS [--realm R]
     saslauthpy-admin pw [-s SCHEME] [-t HASH]
     saslauthpy-admin sql schema DIALECT
 

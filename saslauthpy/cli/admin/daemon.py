@@ -22,9 +22,14 @@ def run(args: argparse.Namespace, view: hostconfig.DaemonView, out: Output) -> i
     elif args.action == "show":
         reply = controlclient.ask(view.config, {"cmd": "throttle-show", **selector(args)})
         keys = reply.get("keys", [])
-        out.result(keys, [f"{'KEY':<40} {'LEVEL':>5} {'DELAY':>8}"]
-                   + [f"{k['key']:<40} {k['level']:>5} {k['delay']:>7.1f}s" for k in keys]
-                   if keys else "no penalties")
+        if keys:
+            text = [f"{'KEY':<40} {'LEVEL':>5} {'DELAY':>8}"] + [
+                f"{k['key']:<40} {k['level']:>5} {k['delay']:>7.1f}s" for k in keys]
+        elif "penalised" in reply:  # no selector: the table can only count its keys
+            text = f"{reply['penalised']} penalised logins and addresses; name one to see it"
+        else:
+            text = "no penalties"
+        out.result(keys if args.who else reply, text)
     else:
         reply = controlclient.ask(view.config, {"cmd": "throttle-clear", **selector(args)})
         out.result(reply, f"cleared {reply.get('cleared', 0)} penalties")

@@ -75,10 +75,10 @@ def _user_arguments(p: argparse.ArgumentParser, password: bool = False) -> None:
                             "asking twice on the terminal")
 
 
-def _selector(p: argparse.ArgumentParser) -> None:
-    p.add_argument("who", nargs="?", metavar="LOGIN|ADDRESS",
-                   help="a login or a client IP address (default: every key)")
-    p.add_argument("--realm", default=None, help="the login's realm")
+def _selector(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("who", nargs=None if required else "?", metavar="LOGIN|ADDRESS",
+                   help="a login or a client IP address")
+    p.add_argument("--realm", default=None, help="the login's realm (default: none)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -125,8 +125,10 @@ def parser() -> argparse.ArgumentParser:
 
     throttle = _command(sub, "throttle", "the running daemon's brute-force penalties")
     t_actions = throttle.add_subparsers(dest="action", required=True, metavar="ACTION")
-    _selector(_leaf(_command(t_actions, "show", "list penalised logins and addresses")))
-    _selector(_leaf(_command(t_actions, "clear", "lift penalties (all, or one login/address)")))
+    _selector(_leaf(_command(t_actions, "show", "a login's or an address's penalty (with "
+                                                "neither: how many are penalised)")), False)
+    _selector(_leaf(_command(t_actions, "clear", "lift the penalty of a login or an address")),
+              True)
 
     pw = _leaf(_command(sub, "pw", "hash a password, or test one against a hash (like "
                                    "doveadm pw)"))

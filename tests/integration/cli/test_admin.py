@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -188,17 +187,19 @@ def test_throttle_show_and_clear(d):
     for _ in range(2):
         assert ask(d.mux, "alice", "guess-1").startswith("NO")
         assert ask(d.mux, "alice", "guess-2", client_addr="192.0.2.7;4321").startswith("NO")
-    out, js = both(d, "throttle", "show")
-    assert any(k["level"] >= 1 and "alice" in k["key"] for k in js)
-    assert "KEY" in out.splitlines()[0] and "alice" in out
+    out, js = both(d, "throttle", "show")  # the shared table can count its keys, not name them
+    assert js["penalised"] >= 2 and out.startswith(f"{js['penalised']} penalised")
+    out, js = both(d, "throttle", "show", "alice")
+    assert [k["key"] for k in js] == ["user:alice"] and js[0]["level"] >= 1
+    assert js[0]["delay"] > 0 and "KEY" in out.splitlines()[0] and "user:alice" in out
     _, js = both(d, "throttle", "show", "192.0.2.7")
-    assert js and all("192.0.2.7" in k["key"] for k in js)
+    assert [k["key"] for k in js] == ["address:192.0.2.7"]
     res = run(d, "throttle", "clear", "alice")
-    assert res.returncode == 0 and re.fullmatch(r"cleared [1-9]\d* penalties\n", res.stdout)
-    js = json.loads(run(d, "throttle", "clear", "--json").stdout)
-    assert js["ok"] and js["cleared"] >= 1
-    assert json.loads(run(d, "throttle", "show", "--json").stdout) == []
-    assert run(d, "throttle", "show").stdout == "no penalties\n"
+    assert (res.returncode, res.stdout) == (0, "cleared 1 penalties\n")
+    js = json.loads(run(d, "throttle", "clear", "192.0.2.7", "--json").stdout)
+    assert js == {"ok": True, "cleared": 1}
+    assert json.loads(run(d, "throttle", "show", "alice", "--json").stdout) == []
+    assert run(d, "throttle", "show", "192.0.2.7").stdout == "no penalties\n"
 
 
 def test_pw_hashes_and_tests_like_doveadm(tmp_path):
@@ -237,7 +238,7 @@ BAD = [
     (("status", "-m", "/nonexistent-run"), None, 1, "nothing answers on /nonexistent-run/"),
     (("cache", "flush", "-m", "/nonexistent-run"), None, 1, "nothing answers on"),
     (("throttle", "show", "-m", "/nonexistent-run"), None, 1, "nothing answers on"),
-    (("throttle", "clear", "a", "b"), None, 2, "unrecognized arguments: b"),
+    (("throttle", "clear"), None, 2, "the following arguments are required: LOGIN|ADDRESS"),
     (("pw", "-s", "NOSUCH", "--password-stdin"), "x\n", 1, "-s NOSUCH: not a scheme"),
     (("sql", "schema", "oracle"), None, 2, "invalid choice: 'oracle'"),
 ]
