@@ -249,7 +249,7 @@ class Daemon:
         """The worker processes' pids, from the control socket's status."""
         import json
 
-        return json.loads(self.admin("status").stdout)["workers"]
+        return json.loads(self.admin("status", "--json").stdout)["workers"]
 
     def kill_workers(self, pids: set[int], timeout: float = 20.0) -> list[int]:
         """SIGKILL these workers and wait until the supervisor has replaced them; returns

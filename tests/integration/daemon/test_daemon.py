@@ -39,7 +39,7 @@ def users(daemon):
 
 
 def workers(d) -> list[int]:
-    return json.loads(d.admin("status").stdout)["workers"]
+    return json.loads(d.admin("status", "--json").stdout)["workers"]
 
 
 def run_cases(d, cases):

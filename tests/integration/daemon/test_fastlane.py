@@ -56,7 +56,7 @@ def request(login: str, password: str = PASSWORD, client_addr: str | None = None
 
 
 def status(d) -> dict:
-    return json.loads(d.admin("status").stdout)
+    return json.loads(d.admin("status", "--json").stdout)
 
 
 def settled(d, requests: int, timeout: float = 10.0) -> dict:

@@ -81,7 +81,7 @@ def logins_answered(d) -> None:
     """A correct login, again and again, and the control socket, all answered."""
     for _ in range(20):
         assert ask_like_libsasl2(d.mux, "alice", PASSWORD, "smtp") == "OK"
-    assert json.loads(d.admin("status").stdout)["ok"]
+    assert json.loads(d.admin("status", "--json").stdout)["ok"]
 
 
 def test_3000_idle_connections_under_a_1024_soft_limit(daemon_factory):
@@ -93,7 +93,7 @@ def test_3000_idle_connections_under_a_1024_soft_limit(daemon_factory):
     try:
         logins_answered(d)
         time.sleep(1.5)  # every worker has published its numbers since
-        status = json.loads(d.admin("status").stdout)
+        status = json.loads(d.admin("status", "--json").stdout)
         assert status["open_connections"] >= IDLE
         assert resets(idle) == (0, 0)  # all held, none reset or dropped
     finally:
