@@ -101,6 +101,10 @@ class ThrottleOptions:
                                   "the local table", duration=True)
     redis_retry: float = option(5.0, "seconds to stay on the local table after a Redis error",
                                 duration=True)
+    good_pairs: int = option(100_000, "(user, address) pairs remembered after a success; "
+                             "their user's penalty does not hold them (0 = off)")
+    good_pair_ttl: float = option(30 * 86400.0, "seconds a pair stays remembered after its "
+                                  "last success", positive=True, duration=True)
 
     def __post_init__(self) -> None:
         if self.max_delay < self.base_delay:

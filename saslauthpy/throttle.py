@@ -26,6 +26,13 @@ password, never the password itself; only a truncated form of it is kept.
 A success clears the user's penalty; the address penalty only decays (an attacker owning
 one account must not be able to wash its address with it).
 
+Known addresses (``good_pairs``, goodpairs.py): when the request carries an address, a
+success from it is remembered as a good (user, address) pair instead of clearing the
+user's penalty, and the user's penalty does not hold a request from a remembered pair;
+its address penalty still does.  So a guesser, from wherever, cannot make the real user
+wait at the addresses they log in from, and the user's penalty keeps holding guesses
+from every other address (docs/dovecot.md, "Penalties").
+
 The table (penalties.py) is shared by the daemon's worker processes and bounded
 (``max_tracked`` keys; when full, the key whose penalty ends first makes room, so junk
 never pushes out the highest penalties).  With ``redis = "redis://..."`` the table is
@@ -75,11 +82,13 @@ class Throttle:
     def __init__(self, config: Config | None = None, *,
                  options: Mapping[str, Any] | ThrottleOptions | None = None,
                  clock: Callable[[], float] | None = None,
-                 penalties: PenaltyTable | None = None):
+                 penalties: PenaltyTable | None = None, pairs: Any = None):
         """Options from ``config.throttle``, or ``options`` (a ``[throttle]`` table);
-        ``penalties``: the daemon's shared penalty table (a private one when None)."""
+        ``penalties``: the daemon's shared penalty table (a private one when None);
+        ``pairs``: the shared GoodPairs table (goodpairs.py), or None."""
         self.opts = config.throttle if config is not None else load(
             ThrottleOptions, options, "[throttle] ")
+        self.pairs = pairs
         self.enabled = self.opts.enabled and (self.opts.per_user or self.opts.per_address)
         self._exempt = [ipaddress.ip_network(n, strict=False) for n in self.opts.exempt]
         # The level at which the delay reaches the cap: levels never grow past it, so a long
@@ -156,6 +165,8 @@ class Throttle:
         keys = self.keys(request)
         if not keys:
             return 0.0
+        if len(keys) == 2 and self.pairs is not None and self.pairs.known(*keys):
+            keys = keys[1:]  # the user's penalty does not hold an address it logged in from
         now = self.clock()
         entries = self._load(keys)
         level = max(self._effective(e, now) for e in entries)
@@ -169,6 +180,9 @@ class Throttle:
         if not keys:
             return
         if result is Result.OK:
+            if len(keys) == 2 and self.pairs is not None:
+                self.pairs.remember(*keys)  # and the penalty stays, for the other addresses
+                return
             user_keys = [k for k in keys if k.startswith("u:")]
             if user_keys:
                 self._clear(user_keys)
