@@ -128,6 +128,24 @@ class MetricsOptions:
 
 
 @dataclass
+class DovecotOptions:
+    listen: str = option("", "a UNIX socket speaking the Dovecot auth protocol (Postfix's "
+                         "smtpd_sasl_type = dovecot, Exim); empty = off")
+    socket_mode: int = option(0o660, "mode of that socket")
+    socket_owner: str = option("", "owner of that socket (e.g. \"postfix\")")
+    socket_group: str = option("", "group of that socket (e.g. \"postfix\")")
+    max_connections: int = option(1024, "connections per process; beyond, a stalled or the "
+                                  "longest-idle one is closed", min=1)
+    max_in_flight: int = option(8, "requests of one connection checked at once; more wait "
+                                "unread", min=1)
+
+    def __post_init__(self) -> None:
+        if self.listen and not os.path.isabs(self.listen):
+            raise ConfigError(f"[dovecot] listen: {self.listen!r} must be an absolute socket "
+                              "path")
+
+
+@dataclass
 class Config:
     mechanisms: list[str] = option([DEFAULT_MECHANISM], "-a; a list is a chain")
     mech_options: str = option("", "-O: saslauthd.conf for ldap, the path for sasldb")
@@ -143,6 +161,7 @@ class Config:
     audit: AuditOptions = field(default_factory=AuditOptions)
     throttle: ThrottleOptions = field(default_factory=ThrottleOptions)
     metrics: MetricsOptions = field(default_factory=MetricsOptions)
+    dovecot: DovecotOptions = field(default_factory=DovecotOptions)
     # each backend table given: its module's Options, or the raw table when that module
     # cannot be imported (it is checked, with the install hint, if the backend is used)
     backends: dict[str, Any] = option({}, in_file=False)

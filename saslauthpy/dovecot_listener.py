@@ -26,16 +26,14 @@ import socket
 import stat
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import dovecot
 from .authenticator import REPLY_OK, REPLY_TEMPFAIL
-from .config import fill_options
+from .config import DovecotOptions
+from .connection import peer_of
 from .errors import ConfigError
 from .protocol import parse_reply
-from .server import peer_of
 
 if TYPE_CHECKING:
     from .authenticator import Authenticator
@@ -46,26 +44,6 @@ log = logging.getLogger("saslauthpy")
 
 TEMPFAIL_REASON = "The authentication backend is temporarily unavailable"
 _cuids = itertools.count(1)
-
-
-@dataclass
-class DovecotOptions:
-    listen: str = ""  # socket path; empty = no Dovecot listener
-    socket_mode: int = 0o660
-    socket_owner: str = ""  # e.g. "postfix"
-    socket_group: str = ""  # e.g. "postfix"
-    max_connections: int = 1024  # per process; beyond, the longest-idle connection is closed
-    max_in_flight: int = 8  # requests of one connection checked at once; more wait unread
-
-
-def parse_options(table: Mapping[str, Any]) -> DovecotOptions:
-    opts = DovecotOptions()
-    fill_options(opts, dict(table), "[dovecot] ")
-    if opts.listen and not os.path.isabs(opts.listen):
-        raise ConfigError(f"[dovecot] listen: {opts.listen!r} must be an absolute socket path")
-    if opts.max_connections < 1 or opts.max_in_flight < 1:
-        raise ConfigError("[dovecot] max_connections and max_in_flight: must be at least 1")
-    return opts
 
 
 def outcome(reply: bytes, reveal: bool) -> tuple[str, str]:
@@ -90,7 +68,7 @@ class DovecotListener:
     @classmethod
     def open(cls, config: Config) -> DovecotListener | None:
         """Bind the socket (before any fork); None when ``[dovecot] listen`` is not set."""
-        opts = parse_options(config.section("dovecot"))
+        opts = config.dovecot
         if not opts.listen:
             return None
         listener = cls(opts, _bind(opts))
@@ -199,13 +177,11 @@ class DovecotConnection(asyncio.Protocol):
         self.peer = peer_of(transport)
         self.stalled_since = time.monotonic()
         self.listener.admit(self)
-        self.server.connection_opened()
         transport.write(dovecot.handshake(os.getpid(), next(_cuids)))  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.listener.conns.pop(self, None)
-        self.server.connection_closed()
 
     def pause_writing(self) -> None:
         self.paused = True

@@ -15,7 +15,9 @@ from collections.abc import Callable
 
 from .cache import CredentialCache
 from .config import Config
+from .dovecot_listener import DovecotListener
 from .eventloop import hold_signals, run_loop
+from .goodpairs import make_pairs
 from .penalties import PenaltyTable
 from .rundir import RunDir, raise_nofile
 from .scoreboard import Scoreboard
@@ -38,14 +40,17 @@ def run(config: Config, load_config: Callable[[], Config],
     rundir = RunDir(config)
     rundir.prepare()
     metrics_path = None
+    dovecot = None
     try:
         raise_nofile(config)
         metrics_sock = None
         if config.metrics.listen:
             metrics_sock, metrics_path = metrics_module().open_for(config)
+        dovecot = DovecotListener.open(config)
         shared = Shared(rundir.listen, make_cache(config),
                         PenaltyTable(config.throttle.max_tracked),
-                        Scoreboard(config.server.processes), metrics_sock)
+                        Scoreboard(config.server.processes), metrics_sock,
+                        dovecot, make_pairs(config))
 
         def worker(cfg: Config, worker_ready: Callable[[], None], slot: int) -> None:
             server = Server(cfg, load_config, shared, slot)
@@ -55,6 +60,8 @@ def run(config: Config, load_config: Callable[[], Config],
         return Supervisor(config, load_config, shared.cache, shared.board, worker,
                           shared.penalties).run(ready)
     finally:
+        if dovecot is not None:
+            dovecot.close()
         if metrics_path:
             try:
                 os.unlink(metrics_path)

@@ -30,7 +30,8 @@ FDS_PER_THREAD = 4
 
 
 def fd_reserve(config: Config) -> int:
-    return RESERVED_FDS + FDS_PER_THREAD * config.threads
+    dovecot = config.dovecot.max_connections if config.dovecot.listen else 0
+    return RESERVED_FDS + FDS_PER_THREAD * config.threads + dovecot
 
 
 def raise_nofile(config: Config) -> None:

@@ -27,6 +27,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from . import protocol, rundir
 from .audit import Audit
@@ -92,12 +93,17 @@ class Shared:
 
     def __init__(self, listen: socket.socket, cache: CredentialCache | None,
                  penalties: PenaltyTable, board: Scoreboard,
-                 metrics_sock: socket.socket | None = None):
+                 metrics_sock: socket.socket | None = None, dovecot: Any = None,
+                 pairs: Any = None):
+        """``dovecot``: the ``[dovecot]`` listener (dovecot_listener.py), whose ``await
+        start(server)`` serves it; ``pairs``: the throttle's good pairs (goodpairs.py)."""
         self.listen = listen
         self.cache = cache
         self.penalties = penalties
         self.board = board
         self.metrics_sock = metrics_sock
+        self.dovecot = dovecot
+        self.pairs = pairs
 
 
 class Server:
@@ -148,7 +154,8 @@ class Server:
         if old and old.throttle and old.config.throttle == config.throttle:
             throttle = old.throttle  # a reload (logrotate's nightly HUP) keeps its Redis link
         else:
-            throttle = Throttle(config, penalties=self.shared.penalties)
+            throttle = Throttle(config, penalties=self.shared.penalties,
+                                pairs=self.shared.pairs)
             if not throttle.enabled:
                 throttle = None
         backends = build_backends(config)  # the last step that can fail
@@ -281,6 +288,7 @@ class Server:
         acceptor = ACCEPTORS[self.config.server.accept](
             self.shared.listen, self.lane, self.loop, self.shed)
         acceptor.start()
+        dovecot = await self.shared.dovecot.start(self) if self.shared.dovecot else None
         handlers = {signal.SIGTERM: self.stop, signal.SIGINT: self.stop,
                     signal.SIGHUP: lambda: self.spawn(self.reload())}
         for sig, handler in handlers.items():
@@ -294,6 +302,8 @@ class Server:
             ready()
         await self._stopping.wait()
         acceptor.stop()
+        if dovecot is not None:
+            dovecot.close()
         for task in helpers:
             task.cancel()
         await self._shutdown()
@@ -335,11 +345,12 @@ class Server:
                 if getattr(config, key) != getattr(self.config, key):
                     raise ConfigError(f"{key} cannot change on reload; restart the daemon")
             if (config.cache.enabled, config.cache.max_entries, config.server.processes,
-                    config.server.accept) != (
+                    config.server.accept, config.dovecot) != (
                     self.config.cache.enabled, self.config.cache.max_entries,
-                    self.config.server.processes, self.config.server.accept):
-                log.warning("the cache on/off, its size, [server] processes and accept "
-                            "change only on restart")
+                    self.config.server.processes, self.config.server.accept,
+                    self.config.dovecot):
+                log.warning("the cache on/off, its size, [server] processes and accept, and "
+                            "[dovecot] change only on restart")
             old = self.auth
             auth = await self.loop.run_in_executor(None, self.build, config, old)
         except Exception as exc:
