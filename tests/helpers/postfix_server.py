@@ -1,4 +1,5 @@
-"""A private Postfix instance for tests: Cyrus SASL through a saslauthd socket.
+"""A private Postfix instance for tests: Cyrus SASL through a saslauthd socket, or
+Postfix's own Dovecot SASL client (``sasl_type="dovecot"``) through a Dovecot auth socket.
 
 ``PostfixServer(base, saslauthd_path)`` writes its own config directory
 (main.cf, master.cf, sasl/smtpd.conf), queue and data directories under
@@ -101,7 +102,7 @@ class PostfixServer:
 
     def __init__(self, base: Path, saslauthd_path: str | os.PathLike,
                  mech_list: str = "PLAIN LOGIN", local_domain: str = "",
-                 sasl_app: str = "smtpd"):
+                 sasl_app: str = "smtpd", sasl_type: str = "cyrus"):
         self.base = Path(base)
         self.config_dir = self.base / "etc"
         self.queue_dir = self.base / "queue"
@@ -113,6 +114,7 @@ class PostfixServer:
         self.mech_list = mech_list
         self.local_domain = local_domain
         self.sasl_app = sasl_app
+        self.sasl_type = sasl_type  # "dovecot": saslauthd_path is the Dovecot auth socket
         self.running = False
 
     def main_cf(self) -> str:
@@ -136,8 +138,9 @@ class PostfixServer:
             "smtpd_recipient_restrictions":
                 "permit_sasl_authenticated, reject_unauth_destination",
             "smtpd_sasl_auth_enable": "yes",
-            "smtpd_sasl_type": "cyrus",
-            "smtpd_sasl_path": self.sasl_app,
+            "smtpd_sasl_type": self.sasl_type,
+            "smtpd_sasl_path":
+                self.saslauthd_path if self.sasl_type == "dovecot" else self.sasl_app,
             "cyrus_sasl_config_path": str(self.sasl_dir),
             "smtpd_sasl_security_options": "noanonymous",
             "smtpd_sasl_local_domain": self.local_domain,
