@@ -210,3 +210,31 @@ def test_escaped_fields_are_unescaped():
     s = ready()
     got = s.handle(b"AUTH\t1\tPLAIN\tservice=sm\x01ttp\tresp=" + b64(b"\0a\0b"))
     assert got.service == "sm\ttp"
+
+
+# -- the listener's options and its reading of the Authenticator's replies ---------------
+
+def test_replies_map_to_ok_fail_and_tempfail():
+    from saslauthpy.authenticator import REPLY_FAIL, REPLY_OK, REPLY_TEMPFAIL
+    from saslauthpy.dovecot_listener import TEMPFAIL_REASON, outcome
+    from saslauthpy.protocol import format_reply
+
+    assert outcome(REPLY_OK, reveal=False) == ("ok", "")
+    assert outcome(REPLY_TEMPFAIL, reveal=False) == ("tempfail", TEMPFAIL_REASON)
+    assert outcome(REPLY_FAIL, reveal=False) == ("fail", "")
+    assert outcome(format_reply("NO unknown user"), reveal=True) == ("fail", "unknown user")
+
+
+def test_dovecot_table_is_checked_and_reaches_the_config(tmp_path):
+    from saslauthpy.config import DovecotOptions, load_toml
+    from saslauthpy.errors import ConfigError
+    from saslauthpy.options import load
+
+    conf = tmp_path / "c.toml"
+    conf.write_text('[dovecot]\nlisten = "/run/x/auth"\nsocket_mode = "0600"\n')
+    opts = load_toml(str(conf)).dovecot
+    assert (opts.listen, opts.socket_mode, opts.max_in_flight) == ("/run/x/auth", 0o600, 8)
+    for table, word in (({"listen": "auth"}, "absolute"), ({"port": 1}, "unknown key"),
+                        ({"max_in_flight": 0}, "at least 1"), ({"socket_mode": "rw"}, "octal")):
+        with pytest.raises(ConfigError, match=word):
+            load(DovecotOptions, table, "[dovecot] ")

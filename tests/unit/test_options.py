@@ -104,7 +104,7 @@ def test_describe_gives_key_default_and_help():
 
 # -- every table of the configuration file ------------------------------------------------
 
-TABLES = ["", "server", "cache", "audit", "throttle", "metrics", *MODULES]
+TABLES = ["", "server", "cache", "audit", "throttle", "metrics", "dovecot", *MODULES]
 
 
 def schema(table: str) -> type:
@@ -218,6 +218,7 @@ DOCS = {
     "ldap": "docs/ldap.md", "pam": "docs/system-backends.md",
     "sasldb": "docs/system-backends.md", "rimap": "docs/remote-backends.md",
     "httpform": "docs/remote-backends.md", "kerberos5": "docs/remote-backends.md",
+    "dovecot": "docs/dovecot.md",
 }
 
 
