@@ -7,11 +7,11 @@ client's address (``rip=``) reaches the throttle and the audit line.
 
 The socket is made once, before any fork, with its own mode, owner and group (e.g.
 ``postfix`` for /var/spool/postfix/private/auth); every worker process accepts on it.
-Limits, as strict as the saslauthd socket's: ``max_connections`` per process (beyond, the
-longest-idle connection goes), one line at most ``dovecot.MAX_LINE`` bytes, a half-sent
-line or an unfinished handshake gets ``[server] read_timeout`` seconds, and one connection
-has at most ``max_in_flight`` requests being checked: further lines wait unread until one
-is answered, as Dovecot stops reading a client that does not read its replies.
+Limits, as strict as the saslauthd socket's: ``max_connections`` per process (beyond, a
+stalled or the longest-idle connection goes), one line at most ``dovecot.MAX_LINE`` bytes,
+a half-sent line or an unfinished handshake gets ``[server] read_timeout`` seconds, and one
+connection has at most ``max_in_flight`` requests being checked: further lines wait unread
+until one is answered, as Dovecot stops reading a client that does not read its replies.
 """
 
 from __future__ import annotations
@@ -83,10 +83,17 @@ class DovecotListener:
         return srv
 
     def admit(self, conn: DovecotConnection) -> None:
+        """Beyond ``max_connections``, close the first of: the connection stalled longest
+        (an unfinished handshake or line, as the saslauthd socket drops), the one idle
+        longest (Postfix reconnects when it needs one), else the newcomer: a connection
+        with answers pending is never dropped for it."""
         self.conns[conn] = None
-        if len(self.conns) > self.opts.max_connections:
-            victim = next((c for c in self.conns if c.idle), next(iter(self.conns)))
-            victim.close("dropped: too many open connections")
+        if len(self.conns) <= self.opts.max_connections:
+            return
+        others = [c for c in self.conns if c is not conn]
+        victim = (next((c for c in others if c.stalled_since is not None), None)
+                  or next((c for c in others if c.idle), conn))
+        victim.close("dropped: too many open connections")
 
     async def _sweep(self, server: Server, srv: asyncio.AbstractServer) -> None:
         """Deadlines: the handshake and a half-sent line get ``read_timeout`` seconds; a
@@ -177,7 +184,8 @@ class DovecotConnection(asyncio.Protocol):
         self.peer = peer_of(transport)
         self.stalled_since = time.monotonic()
         self.listener.admit(self)
-        transport.write(dovecot.handshake(os.getpid(), next(_cuids)))  # type: ignore[attr-defined]
+        if not self.closed:
+            self.transport.write(dovecot.handshake(os.getpid(), next(_cuids)))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -207,19 +207,23 @@ def test_a_thousand_auths_on_one_connection_cost_others_nothing(dovecot_daemon):
                for r in answered)
 
 
-def test_beyond_max_connections_the_longest_idle_goes(dovecot_daemon):
+def test_beyond_max_connections_stalled_then_longest_idle_go(dovecot_daemon):
     d = dovecot_daemon("crowd", dovecot={"max_connections": 3},
                        config={"throttle": {"enabled": False}})
-    clients = [AuthClient(d.auth) for _ in range(3)]
+    clients = [AuthClient(d.auth) for _ in range(2)]
+    mute = AuthClient(d.auth, hello=False)  # never finishes its handshake
     try:
         for i, c in enumerate(clients):  # handshakes done, the first one idle longest
             assert c.ask(auth_line(i + 1, resp=GOOD)) == b"OK\t%d\tuser=alice" % (i + 1)
         with AuthClient(d.auth) as late:
             assert late.ask(auth_line(1, resp=GOOD)) == b"OK\t1\tuser=alice"
-            assert clients[0].closed()
-            assert clients[2].ask(auth_line(9, resp=GOOD)) == b"OK\t9\tuser=alice"
+            assert mute.closed()  # the stalled one went first
+            with AuthClient(d.auth) as later:
+                assert later.ask(auth_line(1, resp=GOOD)) == b"OK\t1\tuser=alice"
+                assert clients[0].closed()  # then the one idle longest
+                assert clients[1].ask(auth_line(9, resp=GOOD)) == b"OK\t9\tuser=alice"
     finally:
-        for c in clients:
+        for c in [*clients, mute]:
             c.close()
 
 
