@@ -48,6 +48,15 @@ def test_plain_and_login_answer_like_dovecot_and_reach_the_audit(daemon):
     assert "Wonder" not in daemon.audit_path.read_text()
 
 
+def test_the_credential_cache_answers_here_too(dovecot_daemon):
+    d = dovecot_daemon("cached", config={"cache": {"enabled": True}})
+    with AuthClient(d.auth) as c:
+        for i in (1, 2):
+            assert c.ask(auth_line(i, resp=GOOD, rip="192.0.2.9")) == b"OK\t%d\tuser=alice" % i
+    assert [(r["backend"], r["cache_hit"]) for r in audit(d, login="alice")] == [
+        ("sql", False), ("cache", True)]
+
+
 def test_requests_in_flight_are_answered_by_id(daemon):
     with AuthClient(daemon.auth) as c:
         c.send(b"".join(auth_line(i, resp=GOOD if i % 2 else plain("alice", f"no{i}"))

@@ -75,9 +75,11 @@ def test_wrong_password_gets_535(postfix, daemon, mech):
 
 
 def test_guesser_slows_itself_not_the_user_at_her_known_address(postfix, daemon):
-    """127.0.0.2 logged alice in above.  A guesser at 127.0.0.3 raises alice's penalty and
+    """alice logs in from 127.0.0.2.  A guesser at 127.0.0.3 raises alice's penalty and
     its own; alice at 127.0.0.2 still gets in at once, a guess for her from a third, new
     address (127.0.0.4) is held, and the guessing address waits for bob too."""
+    assert "235 2.7.0" in login(postfix.port, "PLAIN", "alice", "Wonder land 1",
+                                source="127.0.0.2").stdout
     before = len(records(daemon, "alice"))
     for i in range(3):
         res = login(postfix.port, "PLAIN", "alice", f"guess {i}", source="127.0.0.3")
