@@ -81,8 +81,24 @@ class GoodPairs:
         expires = now + self.ttl
         _ENTRY.pack_into(self._mm, victim, digest, expires, self._check(digest, expires))
 
-    def forget_all(self) -> None:
-        self._mm[:] = bytes(len(self._mm))
+    # -- for the throttle, whose keys are ``u:...`` (users) and one ``a:...`` (the address)
+
+    def unheld(self, keys: list[str]) -> list[str]:
+        """``keys`` without the user keys whose pair with the address key is known."""
+        addr = next((k for k in keys if k.startswith("a:")), None)
+        if addr is None:
+            return keys
+        return [k for k in keys if not (k.startswith("u:") and self.known(k, addr))]
+
+    def remember_all(self, keys: list[str]) -> bool:
+        """Remember each user key's pair with the address key; False without an address."""
+        addr = next((k for k in keys if k.startswith("a:")), None)
+        if addr is None:
+            return False
+        for k in keys:
+            if k.startswith("u:"):
+                self.remember(k, addr)
+        return True
 
     def close(self) -> None:
         self._mm.close()

@@ -165,8 +165,8 @@ class Throttle:
         keys = self.keys(request)
         if not keys:
             return 0.0
-        if len(keys) == 2 and self.pairs is not None and self.pairs.known(*keys):
-            keys = keys[1:]  # the user's penalty does not hold an address it logged in from
+        if self.pairs is not None:
+            keys = self.pairs.unheld(keys)  # a user's penalty does not hold a known address
         now = self.clock()
         entries = self._load(keys)
         level = max(self._effective(e, now) for e in entries)
@@ -180,9 +180,8 @@ class Throttle:
         if not keys:
             return
         if result is Result.OK:
-            if len(keys) == 2 and self.pairs is not None:
-                self.pairs.remember(*keys)  # and the penalty stays, for the other addresses
-                return
+            if self.pairs is not None and self.pairs.remember_all(keys):
+                return  # the user's penalty stays, for the other addresses
             user_keys = [k for k in keys if k.startswith("u:")]
             if user_keys:
                 self._clear(user_keys)
