@@ -10,15 +10,12 @@ delivered (the tests stop after RCPT).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
-from harness import missing
-from postfix_server import alive, free_port, wait_for_greeting
+from harness import missing, terminate
+from postfix_server import free_port, wait_for_greeting
 
 EXIM_ROOT = Path("/opt/saslauthpy-test/exim4")
 EXIM = EXIM_ROOT / "usr/sbin/exim4"
@@ -72,7 +69,6 @@ class EximServer:
         self.auth_path = os.fspath(auth_path)
         self.port = free_port()
         self.conf = self.base / "exim.conf"
-        self.pidfile = self.base / "exim.pid"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> EximServer:
@@ -84,28 +80,16 @@ class EximServer:
         with open(self.base / "stderr", "wb") as err:
             self.proc = subprocess.Popen(
                 [str(exe), "-C", str(self.conf), "-bdf", "-oX", str(self.port),
-                 "-oP", str(self.pidfile)], stdout=subprocess.DEVNULL, stderr=err)
+                 "-oP", str(self.base / "exim.pid")], stdout=subprocess.DEVNULL, stderr=err)
         if wait_for_greeting(self.port, b"220", 20, gone=lambda: self.proc.poll() is not None):
             return self
         self.stop()
         raise RuntimeError(f"exim did not answer on port {self.port}: {self.log()}")
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        with contextlib.suppress(OSError, ValueError):  # its children, if any outlived it
-            pid = int(self.pidfile.read_text().split()[0])
-            deadline = time.monotonic() + 5
-            while alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-        self.proc = None
+        if self.proc is not None:
+            terminate(self.proc, 10)
+            self.proc = None
 
     def log(self) -> str:
         files = [self.base / "stderr", *sorted((self.base / "log").glob("*log"))]
