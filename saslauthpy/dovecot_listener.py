@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("saslauthpy")
 
 TEMPFAIL_REASON = "The authentication backend is temporarily unavailable"
+LINES_PER_TURN = 64  # lines of one connection handled before others get the loop
 _cuids = itertools.count(1)
 
 
@@ -173,6 +174,7 @@ class DovecotConnection(asyncio.Protocol):
         self.closed = False
         self.paused = False  # the client does not read its replies
         self.stalled_since: float | None = None  # handshake or a line incomplete since
+        self._turn: asyncio.Handle | None = None  # the next turn, when lines are left
 
     @property
     def idle(self) -> bool:
@@ -196,11 +198,13 @@ class DovecotConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused = False
-        self._process()
+        if self._turn is None:
+            self._process()
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        self._process()
+        if self._turn is None:
+            self._process()
 
     def eof_received(self) -> bool:
         self.close("")  # as Dovecot: the client went away, its requests with it
@@ -217,15 +221,16 @@ class DovecotConnection(asyncio.Protocol):
 
     def _process(self) -> None:
         """Handle whole lines while fewer than ``max_in_flight`` are being checked and the
-        client reads its replies; what is left waits, unread beyond the buffer."""
+        client reads its replies, at most LINES_PER_TURN before other clients get the loop
+        again; what is left waits, and the rest unread in the kernel."""
+        self._turn = None
         limit = self.listener.opts.max_in_flight
-        consumed = False
-        while not self.closed and not self.paused and self.in_flight < limit:
-            end = self.buf.find(b"\n", 0, dovecot.MAX_LINE + 1)
+        buf, pos, budget = self.buf, 0, LINES_PER_TURN
+        while not self.closed and not self.paused and self.in_flight < limit and budget:
+            end = buf.find(b"\n", pos, pos + dovecot.MAX_LINE + 1)
             if end < 0:
                 break
-            line, self.buf = self.buf[:end], self.buf[end + 1:]
-            consumed = True
+            line, pos, budget = buf[pos:end], end + 1, budget - 1
             try:
                 step = self.session.handle(line, time.monotonic())
             except dovecot.ProtocolError as exc:
@@ -239,20 +244,23 @@ class DovecotConnection(asyncio.Protocol):
                 self.transport.write(step.line)
         if self.closed:
             return
-        if len(self.buf) > dovecot.MAX_LINE and b"\n" not in self.buf[:dovecot.MAX_LINE + 1]:
+        self.buf = buf = buf[pos:] if pos else buf
+        if len(buf) > dovecot.MAX_LINE and b"\n" not in buf[:dovecot.MAX_LINE + 1]:
             self.close(f"line longer than {dovecot.MAX_LINE} bytes")
             return
-        waiting = bool(self.buf) and (b"\n" in self.buf or self.paused
-                                      or self.in_flight >= limit)
-        if waiting:
+        lines_left = b"\n" in buf
+        hold = self.paused or lines_left or (bool(buf) and self.in_flight >= limit)
+        if hold:
             self.transport.pause_reading()  # backpressure: the rest stays in the kernel
+            if lines_left and not budget:  # only the turn's budget stopped us: go on soon
+                self._turn = asyncio.get_running_loop().call_soon(self._process)
         elif not self.transport.is_closing():
             self.transport.resume_reading()
         self.listener.conns.move_to_end(self)
         # A deadline runs for an unfinished handshake and for a half-sent line only.
-        if self.session.ready and (not self.buf or waiting):
+        if self.session.ready and (not buf or hold):
             self.stalled_since = None
-        elif self.stalled_since is None or (consumed and self.session.ready):
+        elif self.stalled_since is None or (pos and self.session.ready):
             self.stalled_since = time.monotonic()
 
     def _check(self, login: dovecot.Login) -> None:
@@ -276,7 +284,8 @@ class DovecotConnection(asyncio.Protocol):
         finally:
             self.in_flight -= 1
         self._reply(login, reply)
-        self._process()
+        if self._turn is None:
+            self._process()
 
     def _reply(self, login: dovecot.Login, reply: bytes) -> None:
         result, reason = outcome(reply, self.server.config.server.reveal_reasons)

@@ -216,6 +216,25 @@ def test_a_thousand_auths_on_one_connection_cost_others_nothing(dovecot_daemon):
                for r in answered)
 
 
+def test_a_flood_of_small_lines_never_read_costs_others_nothing(daemon):
+    """20,000 lines that each get a FAIL, from a client that reads none of them: it is
+    handled a turn at a time and then not read further, while others are answered."""
+    with AuthClient(daemon.auth) as flood, AuthClient(daemon.auth) as other:
+        flood.sock.setblocking(False)
+        chunk = b"CONT\t7\tYQ==\n" * 20_000
+        sent = 0
+        try:
+            while sent < len(chunk):
+                sent += flood.sock.send(chunk[sent:])
+        except BlockingIOError:
+            pass  # the daemon stopped reading it: its replies are not being read
+        for i in range(1, 4):
+            assert other.ask(auth_line(i, resp=GOOD)) == b"OK\t%d\tuser=alice" % i
+        flood.sock.setblocking(True)
+        flood.sock.settimeout(10)
+        assert flood.line() == b"FAIL\t7\treason=Authentication request timed out"
+
+
 def test_beyond_max_connections_stalled_then_longest_idle_go(dovecot_daemon):
     d = dovecot_daemon("crowd", dovecot={"max_connections": 3},
                        config={"throttle": {"enabled": False}})
