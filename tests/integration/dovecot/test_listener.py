@@ -236,8 +236,8 @@ def test_a_flood_of_small_lines_never_read_costs_others_nothing(daemon):
 
 
 def test_beyond_max_connections_stalled_then_longest_idle_go(dovecot_daemon):
-    d = dovecot_daemon("crowd", dovecot={"max_connections": 3},
-                       config={"throttle": {"enabled": False}})
+    d = dovecot_daemon("crowd", dovecot={"max_connections": 3},  # per process: one here
+                       config={"throttle": {"enabled": False}, "server": {"processes": 1}})
     clients = [AuthClient(d.auth) for _ in range(2)]
     mute = AuthClient(d.auth, hello=False)  # never finishes its handshake
     try:
