@@ -25,16 +25,19 @@ def base():
 def dovecot_daemon(base):
     """``dovecot_daemon(name, dovecot={...}, config={...})``: a started daemon with the
     users of USERS and its Dovecot socket at ``base/name/private/auth``; ``.auth`` is its
-    path.  All are stopped at the end of the module."""
+    path; ``short_penalties=True``: the THROTTLE settings.  All are stopped at the end of
+    the module."""
     started: list[Daemon] = []
 
     def start(name: str, dovecot: dict | None = None, config: dict | None = None,
-              users: dict[str, str] = USERS) -> Daemon:
+              users: dict[str, str] = USERS, short_penalties: bool = False) -> Daemon:
         home = base / name
         home.mkdir(mode=0o755)
         (home / "private").mkdir(mode=0o755)
         auth = home / "private" / "auth"
         cfg = merge({"dovecot": {"listen": str(auth), **(dovecot or {})}}, config or {})
+        if short_penalties:
+            cfg = merge(cfg, {"throttle": THROTTLE})
         d = Daemon(home / "sa", config=cfg)
         d.auth = auth
         started.append(d)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import THROTTLE
 from exim_server import EximServer, exim_binary
 from harness import need
 
@@ -26,7 +25,7 @@ def login(port: int, mech: str, user: str, password: str, source: str = "127.0.0
 @pytest.fixture(scope="module")
 def daemon(dovecot_daemon):
     exim_binary()  # skips (fails under CI) before the socket asks for group Debian-exim
-    return dovecot_daemon("exim-auth", dovecot=SOCKET, config={"throttle": THROTTLE})
+    return dovecot_daemon("exim-auth", dovecot=SOCKET, short_penalties=True)
 
 
 @pytest.fixture(scope="module")

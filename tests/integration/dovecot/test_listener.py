@@ -10,7 +10,6 @@ import stat
 import threading
 
 import pytest
-from conftest import THROTTLE
 from dovecot_auth import EOF_MARK, AuthClient, auth_line, b64, plain
 from harness import Daemon
 
@@ -119,7 +118,7 @@ def test_penalties_by_address_on_the_raw_protocol(dovecot_daemon):
     """Guesses from one address slow that address for every user; the real user at an
     address that logged her in before gets in at once; a guess for her from a third, new
     address is still held by her penalty."""
-    d = dovecot_daemon("penalties", config={"throttle": THROTTLE})
+    d = dovecot_daemon("penalties", short_penalties=True)
     home, guesser, third = "192.0.2.2", "192.0.2.3", "192.0.2.4"
     with AuthClient(d.auth) as c:
         assert c.ask(auth_line(1, resp=GOOD, rip=home)) == b"OK\t1\tuser=alice"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import THROTTLE
 from harness import need
 from postfix_server import PostfixServer
 
@@ -33,7 +32,7 @@ def login(port: int, mech: str, user: str, password: str, source: str = "127.0.0
 
 @pytest.fixture(scope="module")
 def daemon(dovecot_daemon):
-    return dovecot_daemon("postfix-auth", dovecot=SOCKET, config={"throttle": THROTTLE})
+    return dovecot_daemon("postfix-auth", dovecot=SOCKET, short_penalties=True)
 
 
 @pytest.fixture(scope="module")
