@@ -374,6 +374,20 @@ def _requests_by_labels(body: bytes) -> Counter:
                     for (n, k), v in samples(body).items() if n == "saslauthpy_requests_total"})
 
 
+def _settled_scrape(path) -> bytes:
+    """A scrape once every worker has published what it counted so far (workers publish
+    about once a second, so two scrapes more than a second apart agree)."""
+    body = _scrape_unix(path)
+    for _ in range(10):
+        time.sleep(1.2)
+        again = _scrape_unix(path)
+        if value(again, "saslauthpy_connections_total") == value(
+                body, "saslauthpy_connections_total"):
+            return again
+        body = again
+    return body
+
+
 def test_scrape_matches_requests_made(daemon_factory, tmp_path):
     """Requests through the socket with the real testsaslauthd; the scrape counts exactly
     those, and agrees request by request with the audit log."""
@@ -381,7 +395,7 @@ def test_scrape_matches_requests_made(daemon_factory, tmp_path):
     msock = tmp_path / "metrics.sock"
     d = daemon_factory(args=["-c"], config={"metrics": {"listen": f"unix:{msock}"}})
     d.admin("user", "add", "alice", password="wonderland")
-    base_body = _scrape_unix(msock)
+    base_body = _settled_scrape(msock)  # counts before the test's requests, all published
     base = _requests_by_labels(base_body)
     base_audit = len(d.audit())
 
