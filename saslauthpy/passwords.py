@@ -4,8 +4,8 @@
 
 * crypt(3) strings, bare or under ``{CRYPT}``/``{UNIX}`` (and Dovecot's ``{*-CRYPT}``
   names): ``$y$ $gy$ $7$ $6$ $5$ $1$ $2b$ $2y$ $2a$ $2x$ $md5 $sha1$ $3$``, DES and BSDi,
-  through libxcrypt's ``crypt_rn`` called with ctypes, which releases the GIL (bcrypt
-  falls back to the bcrypt package where libxcrypt is missing);
+  through libxcrypt (``libxcrypt``; bcrypt falls back to the bcrypt package where
+  libxcrypt is missing);
 * Dovecot/LDAP ``{SCHEME}`` prefixes (case-insensitive), with Dovecot's ``.b64`` / ``.hex``
   encoding suffixes: digests (``{SHA} {SHA1} {SHA256} {SHA512} {MD5} {PLAIN-MD5} {LDAP-MD5}``),
   salted digests (``{SSHA} {SSHA256} {SSHA512} {SMD5}``), ``{PBKDF2}``, ``{ARGON2I}``,
@@ -13,7 +13,9 @@
 * bare ``$argon2id$``/``$argon2i$`` (argon2-cffi).
 
 A stored value with no recognised scheme raises ``UnknownScheme`` unless the caller configured
-a default scheme for such values.  Malformed values of a known scheme are simply ``False``.
+a default scheme for such values, and one whose cost parameters are beyond ``hashcost``'s
+limits raises ``TooCostly`` (a subclass) without being computed.  Malformed values of a
+known scheme are simply ``False``.
 Nothing here logs, prints or puts into an exception a password or a stored hash.
 """
 
@@ -21,18 +23,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ctypes
-import ctypes.util
 import hashlib
 import hmac
 import os
 import re
-import threading
 from collections.abc import Callable
+
+from .errors import TooCostly, UnknownScheme
+from .hashcost import check_argon2, check_crypt, check_pbkdf2
+from .libxcrypt import crypt, crypt_available, gensalt
 
 __all__ = [
     "DEFAULT_SCHEME",
     "HASH_SCHEMES",
+    "TooCostly",
     "UnknownScheme",
     "crypt",
     "crypt_available",
@@ -44,89 +48,7 @@ __all__ = [
 ]
 
 
-class UnknownScheme(ValueError):
-    """The stored value carries no scheme we know.  ``.scheme`` is the prefix seen
-    (``"{FOO}"``, ``"$9$"``, or ``""`` for a value with no prefix) - never the hash."""
-
-    def __init__(self, scheme: str, detail: str = "") -> None:
-        self.scheme = scheme
-        shown = scheme if scheme else "(no scheme prefix)"
-        super().__init__(f"unknown password scheme {shown}" + (f": {detail}" if detail else ""))
-
-
 # ---------------------------------------------------------------------------------------------
-# libxcrypt through ctypes
-
-_CRYPT_DATA_SIZE = 32768  # sizeof(struct crypt_data) in libxcrypt
-_GENSALT_OUTPUT_SIZE = 192  # CRYPT_GENSALT_OUTPUT_SIZE
-_tls = threading.local()
-
-
-def _load_libcrypt() -> ctypes.CDLL | None:
-    """libxcrypt with crypt_rn and crypt_gensalt_rn typed; None when it is not there."""
-    for name in ("libcrypt.so.1", ctypes.util.find_library("crypt")):
-        if not name:
-            continue
-        try:
-            lib = ctypes.CDLL(name)  # CDLL (not PyDLL): calls release the GIL
-            fn, gs = lib.crypt_rn, lib.crypt_gensalt_rn
-        except (OSError, AttributeError):
-            continue
-        fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
-        fn.restype = ctypes.c_char_p
-        gs.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int,
-                       ctypes.c_char_p, ctypes.c_int]
-        gs.restype = ctypes.c_char_p
-        return lib
-    return None
-
-
-# Loaded once at import (DEFAULT_SCHEME below needs it anyway).
-_lib = _load_libcrypt()
-
-
-def crypt_available() -> bool:
-    return _lib is not None
-
-
-def crypt(password: bytes, setting: str) -> str | None:
-    """crypt(3) of ``password`` with ``setting`` (a full hash or a salt string) via libxcrypt
-    ``crypt_rn`` with a per-thread ``struct crypt_data``; the GIL is released during the call.
-
-    Returns None when libxcrypt is missing, the setting is invalid or unsupported, or the
-    password holds a NUL byte (C strings cannot carry it)."""
-    lib = _lib
-    if lib is None or b"\0" in password:
-        return None
-    try:
-        setting_b = setting.encode("ascii")
-    except UnicodeEncodeError:
-        return None
-    if b"\0" in setting_b:
-        return None
-    buf = getattr(_tls, "buf", None)
-    if buf is None:
-        buf = ctypes.create_string_buffer(_CRYPT_DATA_SIZE)  # zeroed, as crypt_rn requires
-        _tls.buf = buf
-    out = lib.crypt_rn(password, setting_b, buf, _CRYPT_DATA_SIZE)
-    if not out or out.startswith(b"*"):  # NULL, or a failure token "*0" / "*1"
-        return None
-    return out.decode("ascii", "replace")
-
-
-def gensalt(prefix: str, count: int = 0) -> str | None:
-    """A new setting for ``prefix`` (``"$y$"``, ``"$6$"``, ``"$2b$"``...) from
-    ``crypt_gensalt_rn`` with OS randomness; ``count`` 0 = the method's default cost."""
-    lib = _lib
-    if lib is None:
-        return None
-    out = ctypes.create_string_buffer(_GENSALT_OUTPUT_SIZE)
-    res = lib.crypt_gensalt_rn(prefix.encode("ascii"), count, None, 0, out, _GENSALT_OUTPUT_SIZE)
-    if not res or res.startswith(b"*"):
-        return None
-    return res.decode("ascii")
-
-
 # crypt(3) method ids we accept (the text between the first two "$").
 _CRYPT_IDS = frozenset({"1", "5", "6", "y", "gy", "7", "2b", "2y", "2a", "2x", "sha1", "md5", "3"})
 _CRYPT_ID_RE = re.compile(r"^\$([A-Za-z0-9_-]{1,32})[$,]")
@@ -143,6 +65,7 @@ def _verify_bcrypt_pkg(password: bytes, stored: str) -> bool:
         return False
     if stored.startswith("$2y$"):  # PHP's name for the same algorithm as $2b$
         stored = "$2b$" + stored[4:]
+    check_crypt(stored)
     try:
         # bcrypt reads 72 bytes; the package refuses longer passwords, crypt(3) truncates.
         return bcrypt.checkpw(password[:72], stored.encode("ascii"))
@@ -169,6 +92,7 @@ def _verify_argon2(password: bytes, stored: str) -> bool:
         from argon2.exceptions import InvalidHashError, VerificationError
     except ImportError as exc:
         raise UnknownScheme("$argon2$", "argon2-cffi is not installed") from exc
+    check_argon2(stored)
     try:
         return argon2.PasswordHasher().verify(stored, password)
     except (VerificationError, InvalidHashError, ValueError):
@@ -268,8 +192,9 @@ def _check_pbkdf2(password: bytes, payload: str, enc: str | None) -> bool:
     if m is None:
         return False
     salt, rounds, want = m.group(1).encode("utf-8"), int(m.group(2)), bytes.fromhex(m.group(3))
-    if not 1 <= rounds <= 10_000_000:
+    if rounds < 1:
         return False
+    check_pbkdf2(rounds)
     got = hashlib.pbkdf2_hmac("sha1", password, salt, rounds, len(want))
     return hmac.compare_digest(got, want)
 

@@ -13,7 +13,7 @@ import uuid
 import pytest
 from harness import need
 
-from saslauthpy import passwords
+from saslauthpy import libxcrypt, passwords
 from saslauthpy.passwords import UnknownScheme, crypt, hash_password, verify
 
 PW = "Corr3ct horse–battery"  # non-ASCII on purpose (an en dash)
@@ -239,7 +239,7 @@ def test_without_libxcrypt_bcrypt_still_works(monkeypatch):
 
     dove = doveadm_pw("BLF-CRYPT")  # $2y$, made while libxcrypt is still there
     sha = run("openssl", "passwd", "-6", "-stdin", stdin=PW)
-    monkeypatch.setattr(passwords, "_lib", None)
+    monkeypatch.setattr(libxcrypt, "_lib", None)
     assert not passwords.crypt_available() and crypt(PWB, sha) is None
     assert passwords._yescrypt_works() is False  # so DEFAULT_SCHEME would be BCRYPT
     assert_verifies(dove)
