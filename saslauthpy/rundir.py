@@ -18,6 +18,7 @@ import socket
 from . import systemd
 from .config import Config
 from .errors import AlreadyRunning, ConfigError
+from .hardening import create
 
 log = logging.getLogger("saslauthpy")
 
@@ -97,7 +98,7 @@ class RunDir:
 
     def _lock_pidfile(self) -> None:
         path = self.config.pid_path
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = create(path, os.O_RDWR, 0o644)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -106,7 +107,6 @@ class RunDir:
                 f"another instance is already running (pid file {path} is locked); "
                 "stop it first or use another -m directory"
             ) from None
-        os.set_inheritable(fd, False)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._pidfile = fd

@@ -12,7 +12,7 @@ import os
 import sys
 
 from .. import config as configmod
-from .. import logsinks
+from .. import hardening, logsinks
 from ..errors import AlreadyRunning, ConfigError
 from . import terminal
 
@@ -44,6 +44,7 @@ def _detach() -> tuple[int, int] | None:
     os.setsid()
     if os.fork():
         os._exit(0)
+    os.chdir("/")  # nothing is ever imported or opened relative to where we were started
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1):
         os.dup2(devnull, fd)
@@ -74,6 +75,10 @@ def _main(argv: list[str]) -> int:
         print(f"saslauthpy: unknown argument {' '.join(extra)!r}; see saslauthpy -h",
               file=sys.stderr)
         return terminal.USAGE
+
+    if args.config:
+        args.config = os.path.abspath(args.config)  # reloads read it after chdir("/")
+    hardening.harden()
 
     def load() -> configmod.Config:
         return configmod.from_args(args)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import NoSuchUser, UserExists
+from ...hardening import create
 from ...options import option
 from ...protocol import Request
 from .. import base
@@ -260,7 +261,7 @@ class Store(base.Store):
         bak = self.path + ".bak"
         tmp = bak + ".tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = create(tmp, os.O_WRONLY | os.O_TRUNC, 0o600)
             try:
                 environment(self.path).copyfd(fd)  # a consistent snapshot, writers not blocked
                 os.fsync(fd)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError
 
 from ... import passwords
 from ...errors import ConfigError
+from ...hardening import create
 from ...options import load, option
 
 DEFAULT_URL = "sqlite:////var/lib/saslauthpy/users.db"
@@ -190,7 +191,7 @@ def _prepare_sqlite_file(path: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(parent, mode=0o750, exist_ok=True)
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o640))
+        os.close(create(path, os.O_WRONLY, 0o640))
     except OSError as exc:
         raise ConfigError(
             f"[sql] url: cannot create the SQLite file {path}: {exc.strerror}; "
