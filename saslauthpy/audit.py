@@ -30,6 +30,8 @@ from typing import TextIO
 from . import logsinks
 from .authenticator import Decision
 from .config import SYSLOG_FACILITIES, AuditOptions
+from .errors import ConfigError
+from .hardening import create
 
 log = logging.getLogger("saslauthpy")
 
@@ -89,9 +91,10 @@ class Audit:
             return
         old = self._file
         try:
-            self._file = open(self.options.file, "a", encoding="utf-8", errors="backslashreplace")
+            fd = create(self.options.file, os.O_WRONLY | os.O_APPEND)  # never through a link
+            self._file = open(fd, "a", encoding="utf-8", errors="backslashreplace")
             self._failing = False
-        except OSError as exc:
+        except (OSError, ConfigError) as exc:
             log.error("audit: cannot open %s: %s (decisions are not recorded there)",
                       self.options.file, exc)
             self._file = None
