@@ -56,7 +56,8 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def python_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    # No empty entry: that would put the daemon's current directory on its path.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env.pop("NOTIFY_SOCKET", None)
     return env
 
@@ -128,6 +129,20 @@ def admin(config: str | os.PathLike, *args: str, password: str | None = None,
     if check and res.returncode != 0:
         raise AssertionError(f"admin {args} failed ({res.returncode}): {res.stderr}")
     return res
+
+
+def control(path: str | os.PathLike, request: dict[str, Any]) -> dict[str, Any]:
+    """Send one JSON line to a daemon's control socket and return its JSON answer."""
+    import json
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(os.fspath(path))
+        s.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return json.loads(data)
 
 
 class SocketActivated:
@@ -228,6 +243,10 @@ class Daemon:
 
     def admin(self, *args: str, **kw: Any) -> subprocess.CompletedProcess:
         return admin(self.config_path, *args, **kw)
+
+    def control(self, **request: Any) -> dict[str, Any]:
+        """One command on the control socket, e.g. ``control(cmd="throttle-show")``."""
+        return control(self.run_dir / "saslauthpy.control", request)
 
     def stderr(self) -> str:
         try:

@@ -15,6 +15,12 @@ Two things saslauthd gets wrong and this does not:
   fresh one started; workers are also recycled after ``max_requests`` because some
   modules leak (Dovecot does the same, with 100).
 
+The workers run as root, so they load only our code: ``worker.py`` is run by its path
+with ``python -I`` (no PYTHON* variables, no user site, no script or current directory
+on the path; it imports only the standard library) from ``/``.  And a client may name
+only the services in ``services``: the ``su`` or ``runuser`` stack begins with
+``pam_rootok``, which says yes to any password when the caller is root.
+
 Options: the ``[pam]`` table, ``Options`` below.
 """
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -40,6 +47,13 @@ from .worker import encode_request, frame
 RESULTS = {"ok": Result.OK, "fail": Result.FAIL, "unknown": Result.UNKNOWN,
            "tempfail": Result.TEMPFAIL}
 MAX_DELAY = 30.0  # never trust a module asking for longer
+# What mail, IMAP, LDAP and database servers put in the request's service field.
+DEFAULT_SERVICES = ["smtp", "smtps", "submission", "submissions", "imap", "imaps", "pop",
+                    "pop3", "pop3s", "sieve", "managesieve", "lmtp", "nntp", "ldap", "ldaps",
+                    "mongodb", "saslauthpy"]
+WORKER = [sys.executable, "-I", str(Path(__file__).with_name("worker.py"))]
+
+log = logging.getLogger("saslauthpy")
 
 
 @dataclass(frozen=True)
@@ -51,14 +65,8 @@ class Options:
                             "killed", min=0.1, duration=True)
     max_requests: int = option(100, "requests a worker serves before it is replaced", min=1)
     default_service: str = option("other", "PAM service for a request without one")
-
-
-def worker_env() -> dict[str, str]:
-    """The daemon's environment, with this saslauthpy first on the worker's path."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[3])  # the directory holding saslauthpy/
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+    services: list[str] = option(DEFAULT_SERVICES, "the PAM services a request may name "
+                                 '(default_service is always allowed; ["*"]: any)')
 
 
 class Worker:
@@ -71,8 +79,7 @@ class Worker:
     @classmethod
     async def start(cls) -> Worker:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "saslauthpy.backends.pam.worker",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=worker_env(),
+            *WORKER, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd="/",
             start_new_session=True)  # a terminal's ^C goes to the daemon, not to workers
         return cls(proc)
 
@@ -167,12 +174,28 @@ class WorkerPool:
 class Backend(base.Backend):
     name = "pam"
     Options = Options
+    uses_realm = False
 
     def __init__(self, config: Any, options: Mapping[str, Any] | Options | None = None):
         super().__init__(config, options)
         o = self.options
         self.default_service = o.default_service or "other"
+        # lower case, as libpam uses them; None: any
+        self.services = None if "*" in o.services else frozenset(
+            n.lower() for n in [*o.services, self.default_service])
+        self._refused: set[str] = set()  # services already logged as refused
         self.pool = WorkerPool(o.workers or max(1, config.threads), o.timeout, o.max_requests)
+
+    def refusal(self, request: Request) -> Answer | None:
+        """NO for a service outside ``services`` (logged once per name)."""
+        service = (request.service or self.default_service).lower()
+        if self.services is None or service in self.services:
+            return None
+        if service not in self._refused and len(self._refused) < 64:
+            self._refused.add(service)
+            log.warning("pam: refusing requests for the PAM service %r: not in [pam] services",
+                        service)
+        return Answer(Result.FAIL, f"PAM service {service!r} not allowed")
 
     def payload(self, request: Request) -> bytes:
         def enc(s: str) -> bytes:
@@ -183,6 +206,9 @@ class Backend(base.Backend):
                               request.password, enc(rhost))
 
     async def authenticate(self, request: Request) -> Answer:
+        refused = self.refusal(request)
+        if refused is not None:
+            return refused
         reply = await self.pool.call(self.payload(request))
         return reply if isinstance(reply, Answer) else self._answer(reply)
 

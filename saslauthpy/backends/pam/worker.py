@@ -1,4 +1,7 @@
-"""The PAM worker process: ``python -m saslauthpy.backends.pam.worker``.
+"""The PAM worker process: ``python -I .../saslauthpy/backends/pam/worker.py``, from ``/``.
+
+It runs as root and imports nothing but the standard library, so it is started by its
+path in isolated mode: no directory an unprivileged user could write to is on its path.
 
 PAM modules run inside this small process, never inside the daemon: a module that
 crashes, hangs or leaks takes only this worker with it (cyrus-sasl#547).  The daemon

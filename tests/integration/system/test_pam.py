@@ -23,7 +23,8 @@ from saslauthpy.protocol import Request
 
 pytestmark = pytest.mark.timeout(120)
 GOOD = "Pam-good-1"
-BASE = {"throttle": {"enabled": False}}
+ANY_SERVICE = {"services": ["*"]}  # the tests' PAM services have made-up names
+BASE = {"throttle": {"enabled": False}, "pam": ANY_SERVICE}
 ONE_PROCESS = {"server": {"processes": 1}}  # a test that looks at the PAM worker pids
 
 
@@ -143,7 +144,7 @@ def test_hanging_module_times_out_and_daemon_keeps_serving(daemon_factory, accou
     with hanging_service(20) as hang:
         user = accounts.add(GOOD)
         d = daemon_factory(args=["-a", "pam", "-n", "2"],
-                           config={**BASE, "pam": {"timeout": 1.0}})
+                           config={**BASE, "pam": {**ANY_SERVICE, "timeout": 1.0}})
         started = time.monotonic()
         assert d.ask(user, GOOD, hang.name).startswith("NO")
         assert time.monotonic() - started < 5
@@ -174,7 +175,7 @@ def test_crashed_worker_is_replaced(daemon_factory, accounts, service):
 def test_workers_are_recycled(daemon_factory, accounts, service):
     user = accounts.add(GOOD)
     d = daemon_factory(args=["-a", "pam", "-n", "1"],
-                       config={**BASE, **ONE_PROCESS, "pam": {"max_requests": 2}})
+                       config={**BASE, **ONE_PROCESS, "pam": {**ANY_SERVICE, "max_requests": 2}})
     seen = set()
     for _ in range(3):
         assert d.ask(user, GOOD, service.name) == "OK"
@@ -190,7 +191,7 @@ def test_cancelled_request_does_not_leave_its_worker(accounts):
     user = accounts.add(GOOD)
 
     async def scenario(service: str) -> tuple[int | None, int]:
-        backend = pam.Backend(Config(), {"workers": 1})
+        backend = pam.Backend(Config(), {"workers": 1, **ANY_SERVICE})
         try:
             request = Request(user, GOOD.encode(), service, "")
             task = asyncio.create_task(backend.authenticate(request))

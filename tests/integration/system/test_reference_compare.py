@@ -87,7 +87,8 @@ def test_pam_same_answers_as_c_saslauthd(tmp_path, daemon_factory, accounts):
         # an empty service uses the "other" stack for both (Debian: common-auth, pam_unix)
         rows.append(("empty service", good, GOOD, "", "", "OK"))
         rows.append(("empty service, wrong", good, "wrong-pw", "", "", "NO"))
-        assert_same_answers(tmp_path, daemon_factory, "pam", rows)
+        assert_same_answers(tmp_path, daemon_factory, "pam", rows,
+                            config={"pam": {"services": ["*"]}})
 
 
 def test_sasldb_same_answers_as_c_saslauthd(tmp_path, daemon_factory):
