@@ -14,6 +14,10 @@ overrides ``authenticate()`` instead and never makes that pool.
 Each backend module declares its TOML table as a dataclass, ``Options`` (read by
 ``options.load``: see options.py); the backend gets it typed as ``self.options``.
 
+Each backend also says which account a login really reaches (``identity()``): what
+it ignores (the realm, case, blanks) is dropped, so that the throttle and admin flushes
+count every spelling of one account as that account.
+
 A backend that also stores users (the SQL table, sasldb) provides a ``Store``
 for ``saslauthpy-admin``.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import unicodedata
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,6 +62,13 @@ def tempfail(reason: str) -> Answer:
     return Answer(Result.TEMPFAIL, reason)
 
 
+def fold(text: str) -> str:
+    """A string as a case-insensitive directory compares it (LDAP's caseIgnoreMatch, a
+    ``_ci`` SQL collation): compatibility forms unified (NFKC), case folded, blanks at
+    the ends dropped and runs of blanks inside made one space."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
 @dataclass(frozen=True)
 class NoOptions:
     """The table of a backend that takes no keys: any key in it is refused."""
@@ -68,6 +80,7 @@ class Backend:
 
     name = "base"
     Options: type = NoOptions
+    uses_realm = True  # False: the realm never reaches the check (passwd, shadow, PAM)
 
     def __init__(self, config: Config, options: Mapping[str, Any] | Any = None):
         """``options``: this backend's ``Options``, or its TOML table (``[name]``) as a
@@ -82,6 +95,13 @@ class Backend:
 
     def open(self) -> None:
         """Connect what must be connected; raise ``ConfigError`` if it cannot work at all."""
+
+    def identity(self, login: str, realm: str) -> tuple[str, str]:
+        """The (login, realm) of the account this backend checks for a request's login
+        and realm: two requests with one identity reach one account.  Drop only what the
+        backend itself ignores.  The default: both as they came (the realm dropped when
+        ``uses_realm`` is False)."""
+        return login, realm if self.uses_realm else ""
 
     def check(self, request: Request) -> Answer:
         """Blocking check, run in this backend's pool.  Must not raise for a user's input."""

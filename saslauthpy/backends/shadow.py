@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 from ..protocol import Request
 from . import base
-from .base import FAIL, OK, UNKNOWN, Answer, tempfail
-from .getpwent import crypt_matches, lookup_passwd
+from .base import FAIL, OK, Answer, tempfail
+from .getpwent import CryptBackend, lookup_passwd
 
 NIS_NO_PERMISSION = "*NP*"
 
@@ -108,21 +108,21 @@ def expiry_answer(entry: ShadowEntry, day: int) -> Answer | None:
     return None
 
 
-class Backend(base.Backend):
+class Backend(CryptBackend):
     name = "shadow"
 
     def check(self, request: Request) -> Answer:
         if lookup_passwd(request.login) is None:
-            return UNKNOWN
+            return self.unknown(request)
         try:
             entry = getspnam(request.login)
         except ShadowLookupError as exc:
             return tempfail(f"shadow lookup failed: {exc}")
         if entry is None:
-            return UNKNOWN
+            return self.unknown(request)
         if entry.password == NIS_NO_PERMISSION:
             return Answer(base.Result.FAIL,
                           "Insufficient permission to access NIS authentication database")
-        if not crypt_matches(request.password, entry.password):
+        if not self.matches(request, entry.password):
             return FAIL
         return expiry_answer(entry, today()) or OK

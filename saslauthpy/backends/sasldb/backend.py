@@ -86,6 +86,9 @@ class Backend(base.Backend):
         super().__init__(config, options)
         self.path = path_of(self.options, config)
 
+    def identity(self, login: str, realm: str) -> tuple[str, str]:
+        return login, default_realm(realm)  # exact, as saslpasswd2 stores them
+
     def lookup(self, login: str, realm: str) -> bytes | None:
         """The stored cleartext password, or None; raises for a broken/missing file."""
         key = make_key(login, default_realm(realm))

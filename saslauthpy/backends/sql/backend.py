@@ -16,6 +16,12 @@ of a connection whose server stopped answering, and as PyMySQL's
 detected on use and the query retried once on a fresh one.  Every database error becomes
 a TEMPFAIL answer, never an exception; a database that cannot be reached at start is
 logged and retried on the next request.
+
+The identity of a login (what the throttle counts and flushes find): the built-in table's
+canonical (login, realm) pair, compared exactly as the lookup does; for a query, the
+values it binds (:login, :realm, :address), case-folded unless ``fold_case = false``
+(most mail schemas run on case-insensitive collations).  An unknown or disabled user is
+checked against a decoy hash (``decoy``), so that it takes as long as a wrong password.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from ... import passwords
-from ...errors import ConfigError
+from ...decoy import Decoy
+from ...errors import ConfigError, TooCostly
 from ...protocol import Request
 from .. import base
-from ..base import FAIL, OK, UNKNOWN, Answer, Result
+from ..base import FAIL, OK, UNKNOWN, Answer, Result, fold
 from .settings import DEFAULT_URL, Options, make_engine, parse_options, parse_url
 from .store import TABLE, Store, create_table, enabled, users_table
 from .watchdog import Watchdog
@@ -92,6 +99,14 @@ def candidates(login: str, realm: str) -> list[tuple[str, str]]:
     return out
 
 
+def canonical(login: str, realm: str) -> tuple[str, str]:
+    """The built-in table's key that every spelling of one address shares: the
+    ``candidates`` of ``alice`` + ``example.com``, ``alice@example.com`` with no realm
+    and the ``-r`` form all give ``(alice, example.com)``."""
+    keys = candidates(login, realm)
+    return keys[-1]
+
+
 class QueryTimeout(SQLAlchemyError):
     """The watchdog cut a query the server did not answer."""
 
@@ -128,6 +143,8 @@ class Backend(base.Backend):
         self.settings = parse_options(self.options, config.threads)
         self.engine: Engine | None = None
         self._query = text(self.settings.query) if self.settings.query else None
+        self._binds = set(self._query.compile().binds) if self._query is not None else set()
+        self.decoy = Decoy()
         self._table_ready = self._query is not None  # no table of ours to create
         self._table_lock = threading.Lock()
         self._down = False
@@ -199,6 +216,18 @@ class Backend(base.Backend):
             self.engine.dispose()
             self.engine = None
 
+    def identity(self, login: str, realm: str) -> tuple[str, str]:
+        if self._query is None:
+            ident = canonical(login, realm)
+        elif self._binds & {"login", "realm"}:
+            ident = (login if "login" in self._binds else address_of(login, realm),
+                     realm if "realm" in self._binds or "address" in self._binds else "")
+        else:  # :address only
+            ident = (address_of(login, realm), "")
+        if self.settings.fold_case:
+            return fold(ident[0]), fold(ident[1])
+        return ident
+
     def _where(self) -> str:
         return self.settings.url.render_as_string(hide_password=True)
 
@@ -225,6 +254,8 @@ class Backend(base.Backend):
         if self.engine is None:
             self._connect()
         found = self._row(request)
+        if isinstance(found, Answer) or not found[1] or not found[0]:
+            self.decoy.waste(request.password)  # as long as a wrong password takes
         if isinstance(found, Answer):
             return found
         stored, is_enabled = found
@@ -236,6 +267,9 @@ class Backend(base.Backend):
             return Answer(Result.FAIL, "no password set")
         try:
             good = passwords.verify(request.password, stored, self.settings.default_scheme)
+        except TooCostly as exc:
+            log.warning("user %r: %s; answering NO", request.login, exc)
+            return Answer(Result.FAIL, "password hash too costly to check")
         except passwords.UnknownScheme as exc:
             log.warning(
                 "user %r: stored password has unknown scheme %r; rehash it or set "
@@ -246,6 +280,7 @@ class Backend(base.Backend):
             log.warning("user %r: stored password hash is malformed (%s)",
                         request.login, type(exc).__name__)
             return Answer(Result.FAIL, "malformed password hash")
+        self.decoy.learn(stored)
         return OK if good else FAIL
 
     def _params(self, login: str, realm: str, service: str) -> dict[str, str]:

@@ -53,6 +53,9 @@ class Options:
                                         duration=True)
     pool_recycle: float = option(1800.0, "seconds before a connection is replaced",
                                  positive=True, duration=True)
+    fold_case: bool | None = option(None, "logins that differ only in case or blanks reach "
+                                    "one account (default: true with query, false for the "
+                                    "built-in table, which compares exactly)")
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Settings:
     max_overflow: int = 5
     pool_timeout: float = 5.0
     pool_recycle: float = 1800.0
+    fold_case: bool = False  # logins differing only in case or blanks are one account
 
     @property
     def dialect(self) -> str:
@@ -89,6 +93,7 @@ def parse_options(options: Mapping[str, Any] | Options | None, threads: int = 5)
         max_overflow=o.max_overflow,
         pool_timeout=o.pool_timeout or o.connect_timeout,
         pool_recycle=o.pool_recycle,
+        fold_case=o.fold_case if o.fold_case is not None else bool(query),
     )
 
 
