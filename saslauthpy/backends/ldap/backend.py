@@ -52,6 +52,7 @@ from .connection import (
     sasl_identity,
     service_identity,
 )
+from .identity import identity
 from .links import Links
 from .sasl import Unsendable
 from .settings import Options, escape_dn_value, escape_filter_value, expand, load_settings
@@ -151,6 +152,9 @@ class Backend(base.Backend):
         return self.links
 
     # -- one login
+
+    def identity(self, login: str, realm: str) -> tuple[str, str]:
+        return identity(self.s, login, realm)
 
     async def authenticate(self, request: Request) -> Answer:
         login, password = request.login, request.password
