@@ -2,6 +2,11 @@
 
     normalise (realm rules) -> throttle -> cache -> backend chain -> audit
 
+The throttle counts by *identity*: each backend says which account a login reaches
+(``Backend.identity``), and a request counts against the identities of every backend of
+the chain, so that no spelling of a login (``root@x1``, ``ROOT``, `` root``) escapes the
+penalty of the account a backend really checks.
+
 Cache hits are answered synchronously on the event loop (``answer_from_cache``);
 everything else goes through ``answer()``, where each backend runs its blocking
 work in its own bounded pool.  The chain tries backends in order: the first OK or FAIL wins,
@@ -14,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hmac
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,6 +140,24 @@ class Authenticator:
             login = f"{login}@{realm}"
         return CredentialCache.key(login, realm, service)
 
+    def identities(self, login: str, realm: str) -> list[tuple[str, str]]:
+        """The accounts the chain may check for a (normalised) login and realm: each
+        backend's identity, without repeats."""
+        out: list[tuple[str, str]] = []
+        for backend in self.backends:
+            ident = backend.identity(login, realm)
+            if ident not in out:
+                out.append(ident)
+        return out or [(login, realm)]
+
+    def penalty(self, req: Request) -> float:
+        """The throttle's delay for a normalised request, now, by its identities (what the
+        fast lane and the cache path ask before answering from the cache)."""
+        throttle = self.throttle
+        if throttle is None or not throttle.active(throttle.clock()):
+            return 0.0
+        return throttle.penalty(req, self.identities(req.login, req.realm))
+
     def _publish(self, decision: Decision) -> None:
         for observer in self.observers:
             try:
@@ -166,7 +187,7 @@ class Authenticator:
             return None
         req = self.normalise(req)
         throttle = self.throttle
-        if throttle is not None and (throttle.shared or throttle.penalty(req) > 0):
+        if throttle is not None and (throttle.shared or self.penalty(req) > 0):
             # Under a penalty even a cached answer waits: else a guess that happens to be
             # the cached password would be told apart from the others by its speed.
             return None
@@ -190,40 +211,48 @@ class Authenticator:
         delay = 0.0
         throttle = self.throttle
         cache = self.cache
+        generation = cache.generation if cache is not None else 0  # before any wait
         key = CredentialCache.key(req.login, req.realm, req.service)
-        fp = cache.fingerprint(key, req.password) if cache is not None else _FP(req.password)
+        fp = cache.fingerprint(key, req.password) if cache is not None else b""
+        idents = self.identities(req.login, req.realm)
         hit = None
         if throttle is not None:
-            delay = await throttle.penalty_async(req)
+            delay = await throttle.penalty_async(req, idents)
             if delay > 0:
                 await asyncio.sleep(delay)
             if cache is not None and (delay > 0 or throttle.shared):
                 hit = cache.lookup(key, fp)  # answer_from_cache left this one to us
+        said = None  # the backend that answered
         if hit is not None:
             answer, backend = (Answer(Result.OK) if hit else FAIL), "cache"
         else:
             # A penalised request (a suspected guess) may hold only part of the pool, so
-            # that guesses spread over many users cannot starve everyone else.
+            # that guesses spread over many users cannot starve everyone else; one account
+            # (however it is spelt) only part of it.
             lane = self.suspects if delay > 0 else _NO_LANE
-            async with lane, self.gate.enter(req.login):
-                answer, backend = await self._ask_chain(req)
+            async with lane, self.gate.enter("\0".join(idents[0])):
+                answer, said = await self._ask_chain(req)
+            backend = said.name if said is not None else ""
         if answer.delay > 0:
             await asyncio.sleep(answer.delay)
             delay += answer.delay
         result = answer.result
         if cache is not None and hit is None:
             if result is Result.OK:
-                cache.remember_good(key, fp)
+                cache.remember_good(key, fp, generation)
             elif result in (Result.FAIL, Result.UNKNOWN):
-                cache.remember_bad(key, fp)
+                cache.remember_bad(key, fp, generation)
         if throttle is not None:
-            await throttle.record_async(req, result, fp)
+            if result is Result.OK:  # clear only the account that said OK (a cache hit:
+                # we do not know which one, so none)
+                idents = [said.identity(req.login, req.realm)] if said is not None else []
+            await throttle.record_async(req, result, throttle.fingerprint(req.password), idents)
         self._publish(Decision(req, result.value, answer.reason, backend, backend == "cache",
                                time.monotonic() - started, peer, delay))
         return self._reply(answer)
 
-    async def _ask_chain(self, req: Request) -> tuple[Answer, str]:
-        tempfail: tuple[Answer, str] | None = None
+    async def _ask_chain(self, req: Request) -> tuple[Answer, Backend | None]:
+        tempfail: tuple[Answer, Backend] | None = None
         for backend in self.backends:
             try:
                 answer = await backend.authenticate(req)
@@ -231,13 +260,12 @@ class Authenticator:
                 log.exception("backend %s failed on %r", backend.name, req)
                 answer = Answer(Result.TEMPFAIL, f"internal error: {type(exc).__name__}")
             if answer.result in (Result.OK, Result.FAIL):
-                return answer, backend.name
+                return answer, backend
             if answer.result is Result.TEMPFAIL and tempfail is None:
-                tempfail = (answer, backend.name)
+                tempfail = (answer, backend)
         if tempfail is not None:
             return tempfail
-        last = self.backends[-1].name if self.backends else ""
-        return Answer(Result.UNKNOWN, "unknown user"), last
+        return Answer(Result.UNKNOWN, "unknown user"), self.backends[-1] if self.backends else None
 
     def close(self) -> None:
         for backend in self.backends:
@@ -245,13 +273,3 @@ class Authenticator:
                 backend.close()
             except Exception:
                 log.exception("closing backend %s", backend.name)
-
-
-def _make_fp() -> Callable[[bytes], bytes]:
-    secret = os.urandom(32)
-    return lambda pw: hmac.digest(secret, pw, "sha256")[:16]
-
-
-# Without a cache there is no keyed fingerprint; the throttle only needs to tell repeats
-# of one password apart, so a short HMAC under a per-process key will do.
-_FP = _make_fp()

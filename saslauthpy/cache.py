@@ -16,6 +16,14 @@ a key can live in one of ``WAYS`` slots of its set, and a full set evicts its
 least recently used entry.  Writers take no lock: every entry carries a check
 (CRC-32) over its contents, so an entry torn by two processes writing at once
 reads as empty, never as a wrong answer.
+
+Entries are looked up by the exact (login, realm, service), but flushed by the user's
+account: each entry is tagged with its login folded (case, blanks, NFKC) and cut at
+``@``, so flushing ``alice`` also flushes ``Alice``, `` alice`` and ``alice@realm``.
+
+A flush must not be undone by answers already on their way: every flush advances a
+*generation* (shared by all processes), and an answer is remembered only if no flush
+happened since its request came in (``remember_*(..., generation)``).
 """
 
 from __future__ import annotations
@@ -29,11 +37,14 @@ import time
 import zlib
 from collections.abc import Callable
 
+from .backends.base import fold
+
 WAYS = 8
 # key digest, password fingerprint, expiry, last use, login digest, check
 _ENTRY = struct.Struct("<16s16sdd8s8s")
 SIZE = _ENTRY.size  # 64
 _LAST_USED = struct.Struct("<d")
+_GENERATION = struct.Struct("<Q")
 _GOOD, _BAD = b"+", b"-"
 
 
@@ -48,7 +59,13 @@ class CredentialCache:
         self.sets = max(1, -(-max_entries // WAYS))
         self.capacity = self.sets * WAYS
         self._mm = mmap.mmap(-1, self.capacity * SIZE)  # anonymous, MAP_SHARED
+        self._gen = mmap.mmap(-1, _GENERATION.size)  # flushes so far, shared likewise
         self.hits = self.misses = 0
+
+    @property
+    def generation(self) -> int:
+        """Take it when a request comes in; pass it to ``remember_*`` with the answer."""
+        return _GENERATION.unpack_from(self._gen)[0]
 
     @staticmethod
     def key(login: str, realm: str, service: str) -> str:
@@ -69,8 +86,10 @@ class CredentialCache:
         return self._mac(kind + key.encode("utf-8", "surrogateescape"), 16)
 
     def _login_digest(self, login: str) -> bytes:
-        # Flushes are by user: "alice" also covers "alice@realm" (the -r form).
-        return self._mac(b"L" + login.split("@", 1)[0].encode("utf-8", "surrogateescape"), 8)
+        # Flushes are by account, whatever the spelling: "alice" also covers "ALICE",
+        # " alice" and "alice@realm" (the -r form), which some backend may take for alice.
+        tag = fold(login).split("@", 1)[0]
+        return self._mac(b"L" + tag.encode("utf-8", "surrogateescape"), 8)
 
     @staticmethod
     def _check(kd: bytes, fp: bytes, expires: float, ld: bytes) -> bytes:
@@ -159,21 +178,34 @@ class CredentialCache:
         not counted here, and no fingerprint computed when the key is not cached)."""
         return self._get(_GOOD, key, password=password)
 
-    def remember_good(self, key: str, fp: bytes) -> None:
-        self._put(_GOOD, key, fp, self.ttl)
+    def remember_good(self, key: str, fp: bytes, generation: int | None = None) -> None:
         if self.negative_ttl:
             self._delete(_BAD, key)
+        self._remember(_GOOD, key, fp, self.ttl, generation)
 
-    def remember_bad(self, key: str, fp: bytes) -> None:
+    def remember_bad(self, key: str, fp: bytes, generation: int | None = None) -> None:
         if self.negative_ttl:
-            self._put(_BAD, key, fp, self.negative_ttl)
+            self._remember(_BAD, key, fp, self.negative_ttl, generation)
+
+    def _remember(self, kind: bytes, key: str, fp: bytes, ttl: float,
+                  generation: int | None) -> None:
+        """Store an answer unless a flush came after its request (``generation``): checked
+        before the write and again after it, since a flush may run in another thread or
+        process while we write (it advances the generation before it clears)."""
+        if generation is not None and generation != self.generation:
+            return
+        self._put(kind, key, fp, ttl)
+        if generation is not None and generation != self.generation:
+            self._delete(kind, key)
 
     def flush(self, login: str | None = None, realm: str | None = None) -> int:
         """Forget every entry, or every entry of one user (any realm and service).
 
         ``realm`` is accepted for the admin command's sake; flushing by user alone
-        errs on the safe side (a user's entries in other realms go too).
+        errs on the safe side (a user's entries in other realms go too).  Answers to
+        requests that came in before the flush will not be remembered.
         """
+        _GENERATION.pack_into(self._gen, 0, self.generation + 1)
         if login is None:
             n = len(self)
             self._mm[:] = bytes(len(self._mm))
@@ -204,3 +236,4 @@ class CredentialCache:
 
     def close(self) -> None:
         self._mm.close()
+        self._gen.close()

@@ -87,7 +87,7 @@ class ThrottleOptions:
                               duration=True)
     decay: float = option(30.0, "seconds without a failure for a key to drop one level",
                           positive=True, duration=True)
-    per_user: bool = option(True, "a penalty per (login, realm)")
+    per_user: bool = option(True, "a penalty per account (each backend's identity of a login)")
     per_address: bool = option(True, "a penalty per client address")
     ipv6_prefix: int = option(64, "IPv6 addresses share a penalty per network of this "
                               "prefix", min=1, max=128)
@@ -105,6 +105,9 @@ class ThrottleOptions:
                              "their user's penalty does not hold them (0 = off)")
     good_pair_ttl: float = option(30 * 86400.0, "seconds a pair stays remembered after its "
                                   "last success", positive=True, duration=True)
+    fingerprint_key_file: str = option("", "a file of at least 16 secret bytes shared by a "
+                                       "fleet, keying the digests of wrong passwords "
+                                       "(default with Redis: a key kept in Redis)")
 
     def __post_init__(self) -> None:
         if self.max_delay < self.base_delay:

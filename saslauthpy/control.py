@@ -8,9 +8,12 @@ One JSON line in, one out:
     {"cmd": "throttle-clear", ...the same selectors}        -> {"ok": true, "cleared": n}
     {"cmd": "status"}                                       -> {"ok": true, "pid": ..., ...}
 
-A login is looked up with its realm (none: the empty realm), an address by its network;
-with no selector, throttle-show counts the penalised keys (the shared table keeps digests
-of its keys, not the keys) and throttle-clear asks for one.
+A login is canonicalised as the backends do (``Authenticator.identities``): ``ROOT``
+shows the key of ``root`` when the backend folds case, and ``root`` with realm ``x1`` that
+of ``root`` when it ignores the realm; in a chain, one key per account the chain checks.
+An address is looked up by its network.  With no login or address, throttle-show counts
+the penalised keys (the shared table keeps digests of its keys, not the keys) and
+throttle-clear asks for one.
 """
 
 from __future__ import annotations
@@ -21,9 +24,14 @@ import os
 import socket
 import struct
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .cache import CredentialCache
-from .throttle import Throttle
+from .protocol import Request
+from .throttle_keys import user_key
+
+if TYPE_CHECKING:
+    from .authenticator import Authenticator
 
 log = logging.getLogger("saslauthpy")
 
@@ -52,9 +60,10 @@ def request_line(buf: bytes) -> bytes | None:
 
 
 def reply(request: bytes, uid: int, cache: CredentialCache | None,
-          status: Callable[[], dict], throttle: Throttle | None = None) -> bytes:
-    """Answer one request line from a client running as ``uid``; ``throttle`` reads the
-    daemon's penalty table (None: the throttle is off)."""
+          status: Callable[[], dict], auth: Authenticator | None = None) -> bytes:
+    """Answer one request line from a client running as ``uid``; ``auth`` is the pipeline
+    whose throttle (the daemon's penalty table) and identities the throttle commands use
+    (None, or a pipeline without a throttle: the throttle is off)."""
     try:
         req = json.loads(request)
         if not isinstance(req, dict):
@@ -71,21 +80,24 @@ def reply(request: bytes, uid: int, cache: CredentialCache | None,
         log.info("cache flush %s: %d entries", req.get("login") or "(all)", n)
         return _dump({"ok": True, "flushed": n})
     if cmd in ("throttle-show", "throttle-clear"):
-        return _dump(_throttle(cmd, req, throttle))
+        return _dump(_throttle(cmd, req, auth))
     if cmd == "status":
         return _dump({"ok": True, "pid": os.getpid(), **status(),
                       "cache": None if cache is None else {"entries": len(cache)}})
     return _dump({"ok": False, "error": f"unknown command {cmd!r}"})
 
 
-def _throttle(cmd: str, req: dict, throttle: Throttle | None) -> dict:
+def _throttle(cmd: str, req: dict, auth: Authenticator | None) -> dict[str, Any]:
     login, realm, address = (req.get(k) for k in ("login", "realm", "address"))
     if any(v is not None and not isinstance(v, str) for v in (login, realm, address)):
         return {"ok": False, "error": "login, realm and address must be strings"}
+    throttle = auth.throttle if auth is not None else None
     if throttle is None:
         return {"ok": True, "keys": [], "cleared": 0, "note": "the throttle is off"}
-    keys = ([f"u:{login}\0{realm or ''}"] if login else []) + \
-        ([k for k in [throttle.address_key(address)] if k] if address else [])
+    keys = [k for k in [throttle.address_key(address)] if k] if address else []
+    if login:
+        norm = auth.normalise(Request(login, b"", "", realm or ""))
+        keys[:0] = [user_key(i) for i in auth.identities(norm.login, norm.realm)]
     if not keys:  # the shared table keeps digests of its keys, not the keys themselves
         if cmd == "throttle-clear":
             return {"ok": False, "error": "name the login or the address to clear"}

@@ -7,24 +7,27 @@ never more than ``max_delay``, before they are checked.  Levels go down by one e
 
 Keys:
 
-* the user: ``(login, realm)`` — a guessing attack on one account slows down wherever it
-  comes from;
+* the user: the *identity* of the login for each backend of the chain (see
+  ``throttle_keys``); a guess counts against every identity the chain checks, and a
+  request waits for the most penalised one — a guessing attack on one account slows down
+  wherever it comes from and however it is spelt;
 * the client address, when the request carries one (the fifth field, ``ip;port``): IPv4
   per address, IPv6 per ``/ipv6_prefix`` network (``/64`` by default, like one host's
   network; Dovecot uses ``/48``).
 
-A request waits ``max(user delay, address delay)``, capped by ``max_delay``.  The wait is
-served by the caller asynchronously (no worker is held) and *before* the check, so an
-attacker cannot learn the answer early by timing out.  The cap is what a legitimate user
-of an account under attack pays at worst per login: the user key cannot be kept from the
-attacker, so it is bounded instead (see docs/performance.md for the trade-off).
+A request waits the largest delay of its keys, capped by ``max_delay``, asynchronously (no
+worker is held) and *before* the check, so an attacker cannot learn the answer early by
+timing out.  The cap is what a legitimate user of an account under attack pays at worst
+per login (see docs/performance.md for the trade-off).
 
 Repeating the *same* wrong password does not raise a level (a mail client retrying a stale
-password is not a guessing attack).  The caller passes a keyed fingerprint of the
-password, never the password itself; only a truncated form of it is kept.
+password is not a guessing attack).  The caller passes ``fingerprint(password)`` (an HMAC),
+never the password; with Redis its key is the fleet's (``fingerprint_key_file``, else one
+kept in Redis), so one stale password retried on every host counts once.
 
-A success clears the user's penalty; the address penalty only decays (an attacker owning
-one account must not be able to wash its address with it).
+A success clears the penalty of the identity of the backend that said OK (only that one:
+the owner of another spelling's account must not wash the victim's); the address penalty
+only decays (an attacker owning one account must not be able to wash its address with it).
 
 Known addresses (``good_pairs``, goodpairs.py): when the request carries an address, a
 success from it is remembered as a good (user, address) pair instead of clearing the
@@ -36,26 +39,30 @@ from every other address (docs/dovecot.md, "Penalties").
 The table (penalties.py) is shared by the daemon's worker processes and bounded
 (``max_tracked`` keys; when full, the key whose penalty ends first makes room, so junk
 never pushes out the highest penalties).  With ``redis = "redis://..."`` the table is
-shared by a fleet of hosts; when Redis does not answer, the local table is used for
-``redis_retry`` seconds: logins are never blocked by it.
+shared by a fleet of hosts (a URL neither ``rediss://`` nor on this host is warned about);
+when Redis does not answer, the local table is used for ``redis_retry`` seconds: logins
+are never blocked by it.  ``levels()``/``clear()`` serve the control socket's
+``throttle-show``/``throttle-clear``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import ipaddress
+import hmac
 import logging
 import math
+import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .backends.base import Result
 from .config import ThrottleOptions
 from .options import load
-from .penalties import FP_BYTES, Entry, PenaltyTable
+from .penalties import Entry, PenaltyTable
+from .throttle_keys import Identity, Keys, digest, exposed, read_key
 
 if TYPE_CHECKING:
     from .config import Config
@@ -64,16 +71,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FINGERPRINTS_KEPT = 4  # distinct wrong passwords remembered per key
-FINGERPRINT_BYTES = FP_BYTES  # stored prefix of the caller's (already keyed) fingerprint
 FAILURES = frozenset({Result.FAIL, Result.UNKNOWN})  # raise a penalty; TEMPFAIL does not
-
-
-def client_ip(client_addr: str) -> str:
-    """The address part of ``ip;port`` (``[v6];port`` and a bare address are accepted)."""
-    ip = client_addr.split(";", 1)[0].strip()
-    if ip.startswith("[") and ip.endswith("]"):
-        ip = ip[1:-1]
-    return ip
+FLEET_KEY = "fingerprint-key"  # Redis key (after the prefix) of the fleet's HMAC key
+_LOCAL_KEY = os.urandom(32)  # HMAC key when none is shared: made before any fork
 
 
 class Throttle:
@@ -90,7 +90,8 @@ class Throttle:
             ThrottleOptions, options, "[throttle] ")
         self.pairs = pairs
         self.enabled = self.opts.enabled and (self.opts.per_user or self.opts.per_address)
-        self._exempt = [ipaddress.ip_network(n, strict=False) for n in self.opts.exempt]
+        self._keys = Keys(self.opts.per_user, self.opts.per_address, self.opts.ipv6_prefix,
+                          self.opts.exempt)
         # The level at which the delay reaches the cap: levels never grow past it, so a long
         # attack does not leave a long tail of penalty after it stops.
         ratio = self.opts.max_delay / self.opts.base_delay if self.opts.base_delay > 0 else 1.0
@@ -100,13 +101,23 @@ class Throttle:
         self._redis: Any = None
         self._redis_down_until = 0.0
         self._executor: ThreadPoolExecutor | None = None
+        self._fp_key = _LOCAL_KEY
+        self._fp_key_fleet = bool(self.opts.fingerprint_key_file)
+        if self._fp_key_fleet:
+            self._fp_key = read_key(self.opts.fingerprint_key_file)
         if self.opts.redis:
             import redis  # imported only when configured
 
+            if exposed(self.opts.redis):
+                log.warning("throttle: Redis at %s is reached without TLS over the network: "
+                            "user names, addresses and penalties cross it in clear; use "
+                            "rediss:// or a Redis on this host",
+                            urlsplit(self.opts.redis).hostname)
             self._redis = redis.Redis.from_url(
                 self.opts.redis, socket_timeout=self.opts.redis_timeout,
                 socket_connect_timeout=self.opts.redis_timeout)
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="throttle-redis")
+            self._executor.submit(self._fleet_key)
         # Redis timestamps must agree across hosts: wall clock there, monotonic locally.
         self.clock = clock or (time.time if self._redis is not None else time.monotonic)
 
@@ -115,31 +126,16 @@ class Throttle:
         """True when the table lives in Redis: asking it is a network round trip."""
         return self._redis is not None
 
-    # -- keys ---------------------------------------------------------------------------
+    def fingerprint(self, password: bytes) -> bytes:
+        """What ``record()`` takes instead of the password (the same on every host of a
+        fleet that shares the key)."""
+        return hmac.digest(self._fp_key, password, "sha256")[:16]
 
-    def keys(self, request: Request) -> list[str]:
-        keys = []
-        if self.opts.per_user:
-            keys.append(f"u:{request.login}\0{request.realm}")
-        if self.opts.per_address and request.client_addr:
-            addr = self.address_key(request.client_addr)
-            if addr:
-                keys.append(addr)
-        return keys
+    def keys(self, request: Request, identities: Sequence[Identity] | None = None) -> list[str]:
+        return self._keys.of(request, identities)
 
     def address_key(self, client_addr: str) -> str:
-        try:
-            ip = ipaddress.ip_address(client_ip(client_addr))
-        except ValueError:
-            return ""  # not an address we can group: no address penalty
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        if any(ip in net for net in self._exempt):
-            return ""
-        if isinstance(ip, ipaddress.IPv6Address):
-            net = ipaddress.ip_network(f"{ip}/{self.opts.ipv6_prefix}", strict=False)
-            return f"a:{net}"
-        return f"a:{ip}"
+        return self._keys.address(client_addr)
 
     # -- arithmetic ---------------------------------------------------------------------
 
@@ -156,13 +152,14 @@ class Throttle:
 
     # -- public API ---------------------------------------------------------------------
 
-    def penalty(self, request: Request) -> float:
-        """Seconds the caller should wait (asynchronously) before checking ``request``."""
+    def penalty(self, request: Request, identities: Sequence[Identity] | None = None) -> float:
+        """Seconds the caller should wait (asynchronously) before checking ``request``;
+        ``identities``: the accounts the chain checks (default: the login as it came)."""
         if not self.enabled:
             return 0.0
         if self._redis is None and not self._local.active(self.clock()):
             return 0.0  # the common case: nobody is being throttled
-        keys = self.keys(request)
+        keys = self.keys(request, identities)
         if not keys:
             return 0.0
         if self.pairs is not None:
@@ -172,11 +169,14 @@ class Throttle:
         level = max(self._effective(e, now) for e in entries)
         return self.delay_for(level)
 
-    def record(self, request: Request, result: Result, password_fingerprint: bytes) -> None:
-        """Account for the outcome of a check."""
+    def record(self, request: Request, result: Result, password_fingerprint: bytes,
+               identities: Sequence[Identity] | None = None) -> None:
+        """Account for the outcome of a check.  ``identities``: for a failure, every
+        identity the chain checked; for OK, the identity of the backend that said OK (its
+        penalty is cleared)."""
         if not self.enabled:
             return
-        keys = self.keys(request)
+        keys = self.keys(request, identities)
         if not keys:
             return
         if result is Result.OK:
@@ -188,32 +188,32 @@ class Throttle:
             return
         if result not in FAILURES:
             return  # tempfail and the like say nothing about the password
-        fp = password_fingerprint[:FINGERPRINT_BYTES].hex()
+        idents = identities or [(request.login, request.realm)]
         now = self.clock()
         for key in keys:
-            # The address key sees many users: the same password for another user is a
-            # new guess, so its fingerprint includes the login.
-            kfp = fp if key.startswith("u:") else _mix(fp, request.login, request.realm)
-            self._fail(key, kfp, now)
+            self._fail(key, digest(password_fingerprint, key, idents), now)
 
     # With Redis, every use of the table (Redis or the local fallback) runs on the one
     # "throttle-redis" thread: the event loop never waits on Redis, and the local table is
     # never touched by two threads at once.
 
-    async def penalty_async(self, request: Request) -> float:
+    async def penalty_async(self, request: Request,
+                            identities: Sequence[Identity] | None = None) -> float:
         """``penalty()`` without blocking the event loop on a Redis round trip."""
         if self._executor is None:
-            return self.penalty(request)
+            return self.penalty(request, identities)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.penalty, request)
+        return await loop.run_in_executor(self._executor, self.penalty, request, identities)
 
-    async def record_async(self, request: Request, result: Result, fingerprint: bytes) -> None:
+    async def record_async(self, request: Request, result: Result, fingerprint: bytes,
+                           identities: Sequence[Identity] | None = None) -> None:
         """``record()`` without blocking the event loop on a Redis round trip."""
         if self._executor is None:
-            self.record(request, result, fingerprint)
+            self.record(request, result, fingerprint, identities)
             return
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.record, request, result, fingerprint)
+        await loop.run_in_executor(self._executor, self.record, request, result, fingerprint,
+                                   identities)
 
     def levels(self, keys: list[str]) -> list[tuple[str, int]]:
         """(key, level) of those of ``keys`` that carry a penalty now."""
@@ -244,7 +244,23 @@ class Throttle:
     # -- storage: Redis when configured and answering, else the local LRU table -----------
 
     def _redis_usable(self) -> bool:
-        return self._redis is not None and time.monotonic() >= self._redis_down_until
+        if self._redis is None or time.monotonic() < self._redis_down_until:
+            return False
+        if not self._fp_key_fleet:
+            self._fleet_key()
+        return True
+
+    def _fleet_key(self) -> None:
+        """Adopt the HMAC key kept in Redis, storing ours there if there is none yet."""
+        try:
+            rkey = self._rkey(FLEET_KEY)
+            self._redis.set(rkey, os.urandom(32), nx=True)
+            key = self._redis.get(rkey)
+        except Exception as exc:
+            self._redis_failed(exc)
+            return
+        if key and len(key) >= 16:
+            self._fp_key, self._fp_key_fleet = key, True
 
     def _redis_failed(self, exc: Exception) -> None:
         if time.monotonic() >= self._redis_down_until:
@@ -322,11 +338,3 @@ def _entry(level: bytes | None, last: bytes | None, fps: bytes | None) -> Entry 
     if level is None or last is None:
         return None
     return Entry(int(level), float(last), (fps or b"").decode().split(","))
-
-
-def _mix(fp: str, login: str, realm: str) -> str:
-    h = hashlib.blake2b(digest_size=FINGERPRINT_BYTES)
-    h.update(bytes.fromhex(fp))
-    h.update(login.encode("utf-8", "surrogateescape"))
-    h.update(b"\0" + realm.encode("utf-8", "surrogateescape"))
-    return h.hexdigest()

@@ -133,3 +133,31 @@ def test_flush_one_user_keeps_the_others():
     assert c.lookup(*entries[("alice", "smtp")]) is None
     assert c.flush() == 1
     assert len(c) == 0
+
+
+def test_flush_by_user_covers_every_spelling_a_backend_may_fold():
+    c, _ = make()
+    spellings = ["alice", "Alice", " alice", "ALICE@example.org", "alice@other"]
+    for login in spellings + ["bob", "alicex"]:
+        k = c.key(login, "", "smtp")
+        c.remember_good(k, c.fingerprint(k, b"pw"))
+    assert c.flush("alice") == len(spellings)
+    for login, left in [*[(s, None) for s in spellings], ("bob", True), ("alicex", True)]:
+        k = c.key(login, "", "smtp")
+        assert c.lookup(k, c.fingerprint(k, b"pw")) is left, login
+
+
+def test_an_answer_to_a_request_older_than_a_flush_is_not_remembered():
+    c, _ = make(negative_ttl=30)
+    k = c.key("alice", "", "smtp")
+    fp = c.fingerprint(k, b"old-pw")
+    came_in = c.generation  # the request arrives...
+    c.flush("alice")  # ... the administrator changes alice's password ...
+    c.remember_good(k, fp, came_in)  # ... the old answer comes back
+    c.remember_bad(k, c.fingerprint(k, b"x"), came_in)
+    assert c.lookup(k, fp) is None and len(c) == 0
+    now = c.generation
+    c.remember_good(k, fp, now)  # a request after the flush is remembered
+    assert c.lookup(k, fp) is True
+    c.flush()
+    assert c.generation == now + 1 and c.lookup(k, fp) is None

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import os
 import threading
-import uuid
 
 import pytest
 
@@ -266,19 +265,6 @@ def test_reads_the_throttle_table_from_config(tmp_path):
 
 
 # -- Redis-backed (real Redis on 127.0.0.1:6379) ------------------------------------------
-
-@pytest.fixture
-def redis_prefix():
-    import redis
-
-    prefix = f"saslauthpy-test-{uuid.uuid4().hex}:"
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-    yield prefix
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
 
 def test_redis_table_is_shared_between_instances(redis_prefix):
     clock = Clock()
