@@ -163,7 +163,7 @@ class FastLane:
             return False  # a Redis round trip is the asyncio path's business
         if not throttle.active(now):
             return True  # the common case: no key has a penalty anywhere
-        return throttle.penalty(auth.normalise(_request(fields))) <= 0
+        return auth.penalty(auth.normalise(_request(fields))) <= 0  # by its identities
 
     def _record(self, fd: int, fields: list[bytes], latency: float) -> None:
         creds = peercred(fd)

@@ -13,6 +13,8 @@ import logging
 import os
 from collections.abc import Callable
 
+from .authenticator import Authenticator
+from .backends import backend_class
 from .cache import CredentialCache
 from .config import Config
 from .dovecot_listener import DovecotListener
@@ -23,6 +25,7 @@ from .rundir import RunDir, raise_nofile
 from .scoreboard import Scoreboard
 from .server import Server, Shared, metrics_module
 from .supervisor import Supervisor
+from .throttle import Throttle
 
 log = logging.getLogger("saslauthpy")
 
@@ -57,8 +60,15 @@ def run(config: Config, load_config: Callable[[], Config],
             server.prepare()
             run_loop(server.serve(worker_ready))
 
+        def pipeline(cfg: Config) -> Authenticator:
+            # For the control socket's throttle commands: the backends are not opened (only
+            # their identity() is used), the penalty table is the workers' own.
+            throttle = Throttle(cfg, penalties=shared.penalties)
+            backends = [backend_class(name)(cfg, cfg.section(name)) for name in cfg.mechanisms]
+            return Authenticator(cfg, backends, None, throttle if throttle.enabled else None)
+
         return Supervisor(config, load_config, shared.cache, shared.board, worker,
-                          shared.penalties).run(ready)
+                          pipeline).run(ready)
     finally:
         if dovecot is not None:
             dovecot.close()

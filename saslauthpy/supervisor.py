@@ -24,16 +24,15 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 from . import control, systemd
 from .cache import CredentialCache
 from .config import Config
 from .errors import ConfigError
 from .eventloop import early_signals, hold_signals
-from .penalties import PenaltyTable
 from .scoreboard import Scoreboard
 from .stats import merge
-from .throttle import Throttle
 
 log = logging.getLogger("saslauthpy")
 
@@ -44,15 +43,17 @@ RESTART_BACKOFF = 1.0  # seconds before restarting a worker that died young
 class Supervisor:
     def __init__(self, config: Config, load_config: Callable[[], Config],
                  cache: CredentialCache | None, board: Scoreboard, target: Target,
-                 penalties: PenaltyTable | None = None):
+                 pipeline: Callable[[Config], Any] | None = None):
         """``target(config, ready, slot)`` is a worker's whole life: it raises if the worker
         cannot start, calls ``ready()`` once it serves, and returns when the worker stops;
-        ``slot`` is its place on the scoreboard.  ``penalties``: the shared penalty table,
-        which the control socket's throttle commands read and clear."""
+        ``slot`` is its place on the scoreboard.  ``pipeline(config)`` builds what the
+        control socket's throttle commands use (the shared penalty table, the chain's
+        identities), made when first asked and again after a reload."""
         self.config = config
         self.load_config = load_config
         self.cache = cache
-        self.penalties = penalties
+        self.pipeline = pipeline
+        self._view: tuple[Config, Any] | None = None
         self.board = board
         self.target = target
         self.workers: dict[int, tuple[int, float]] = {}  # pid -> (slot, start time)
@@ -171,19 +172,28 @@ class Supervisor:
                     if not chunk:
                         return
                     buf += chunk
-                throttle = Throttle(self.config, penalties=self.penalties) \
-                    if self.penalties is not None else None
-                try:
-                    conn.sendall(control.reply(line, uid, self.cache, self.status,
-                                               throttle if throttle and throttle.enabled
-                                               else None))
-                finally:
-                    if throttle is not None:
-                        throttle.close()  # its Redis client, if any; never the shared table
+                conn.sendall(control.reply(line, uid, self.cache, self.status, self._viewed()))
             except ValueError:
                 return  # no line within MAX_LINE bytes
             except OSError as exc:
                 log.warning("control connection: %s", exc)
+
+    def _viewed(self) -> Any:
+        """``pipeline(config)`` for the configuration in force (None: none could be made)."""
+        if self._view is not None and self._view[0] is self.config:
+            return self._view[1]
+        if self._view is not None and self._view[1] is not None:
+            self._view[1].close()  # its backends
+            if self._view[1].throttle is not None:
+                self._view[1].throttle.close()  # its Redis client, if any; not the shared table
+        made = None
+        if self.pipeline is not None:
+            try:
+                made = self.pipeline(self.config)
+            except Exception as exc:  # the control socket answers without it
+                log.warning("control socket: cannot read the throttle here: %s", exc)
+        self._view = (self.config, made)
+        return made
 
     def status(self) -> dict:
         live = set(self.workers)
