@@ -162,8 +162,6 @@ class Server:
         cache = self.cache
         if old is not None and cache is not None:
             cache.ttl, cache.negative_ttl = config.cache.ttl, config.cache.negative_ttl
-            if _answers_identity(old.config) != _answers_identity(config):
-                cache.flush()
         return Authenticator(config, backends, cache, throttle,
                              observers=[self.record, self.stats.observe])
 
@@ -367,6 +365,10 @@ class Server:
         self.auth = auth
         self.max_connections = rundir.connection_cap(config)
         self._configure_lane()
+        if self.cache is not None and _answers_identity(old.config) != _answers_identity(config):
+            # After the swap, on the loop: requests still running on the old pipeline came
+            # in before this flush, so the cache will not keep their answers.
+            self.cache.flush()
         log.info("configuration reloaded: mechanisms %s", ",".join(config.mechanisms))
         while old.in_flight:
             await asyncio.sleep(0.05)
