@@ -206,6 +206,9 @@ def load_toml(path: str) -> Config:
         raise ConfigError(f"config file {path} is not readable by uid {os.getuid()}")
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}): "
+                          "save it as UTF-8")
     own = keys(Config)
     for key in data:
         if key not in own and key not in MODULES:
