@@ -256,6 +256,26 @@ def is_known_scheme(name: str) -> bool:
     return _named(name) is not None
 
 
+# crypt ids shown in messages: ours and the foreign ones worth naming (passlib, Django)
+_NAMED_IDS = _CRYPT_IDS | {"argon2i", "argon2id", "argon2d", "scrypt", "pbkdf2", "pbkdf2-sha256",
+                           "pbkdf2-sha512", "bcrypt-sha256", "nt", "sm3", "sha256", "sha512"}
+_SHORT_ID = re.compile(r"[0-9a-z]{1,2}")  # crypt(3)'s own ids are this short
+_NAMED_PREFIX = re.compile(r"\{[A-Z0-9][A-Z0-9_-]{0,19}(?:\.[A-Za-z0-9]{1,8})?\}")
+
+
+def _shown(prefix: str, stored: str) -> str:
+    """``prefix`` if it names a scheme, else a placeholder: a cleartext password stored as
+    ``{secret}`` or ``$pw$x`` must not reach a log line through an error message."""
+    ident = prefix.strip("${}")
+    if prefix.startswith("{"):
+        named = _NAMED_PREFIX.fullmatch(prefix.upper())
+    else:
+        named = ident in _NAMED_IDS or _SHORT_ID.fullmatch(ident)
+    if named and len(prefix) < len(stored):  # never the whole value
+        return prefix
+    return "{?}" if prefix.startswith("{") else "$?$"
+
+
 def scheme_of(stored: str) -> str:
     """The scheme prefix of a stored value, safe to log (``"{SSHA}"``, ``"$6$"``, ``"DES"``,
     ``"locked"``, or ``""``): never any part of the hash itself."""
@@ -265,10 +285,10 @@ def scheme_of(stored: str) -> str:
         return "locked"
     m = _PREFIX_RE.match(stored)
     if m:
-        return m.group(0)
+        return _shown(m.group(0), stored)
     m = _CRYPT_ID_RE.match(stored)
     if m:
-        return f"${m.group(1)}$"
+        return _shown(f"${m.group(1)}$", stored)
     if _DES_RE.match(stored):
         return "DES"
     return ""
@@ -297,7 +317,7 @@ def verify(password: bytes, stored: str, default_scheme: str | None = None) -> b
         if m is not None:
             found = _lookup(m.group(1), m.group(2))
             if found is None:
-                raise UnknownScheme(m.group(0))
+                raise UnknownScheme(_shown(m.group(0), stored))
             checker, enc = found
             return checker(password, stored[m.end():], enc)
     m = _CRYPT_ID_RE.match(stored)
@@ -308,7 +328,7 @@ def verify(password: bytes, stored: str, default_scheme: str | None = None) -> b
         if ident in _CRYPT_IDS:
             return _verify_crypt(password, stored)
         if default_scheme is None:
-            raise UnknownScheme(f"${ident}$")
+            raise UnknownScheme(_shown(f"${ident}$", stored))
     if default_scheme is not None:
         found = _named(default_scheme)
         if found is None:
