@@ -57,15 +57,15 @@ def test_foreground_daemon_workers_ignore_the_start_directory(tmp_path, planted,
                                                                service):
     start_dir, marker = planted
     user = accounts.add(GOOD)
-    d = Daemon(tmp_path / "d", config={**NO_THROTTLE, "pam": {"services": [service.name]}})
+    d = Daemon(tmp_path / "d", config={**NO_THROTTLE, "pam": {"default_service": service.name}})
     with open(d.stderr_path, "ab") as err:
         d.proc = subprocess.Popen(command(d, True), cwd=start_dir, stdout=err, stderr=err,
                                   env=python_env())
     d._stderr = open(os.devnull, "wb")
     try:
         d.wait_ready()
-        assert d.ask(user, GOOD, service.name) == "OK"
-        assert d.ask(user, "wrong", service.name).startswith("NO")
+        assert d.ask(user, GOOD) == "OK"  # the default service: the test's PAM stack
+        assert d.ask(user, "wrong").startswith("NO")
     finally:
         d.stop()
     assert not marker.exists(), "a PAM worker imported json.py from the start directory"
@@ -74,14 +74,14 @@ def test_foreground_daemon_workers_ignore_the_start_directory(tmp_path, planted,
 def test_detached_daemon_leaves_its_start_directory(tmp_path, planted, accounts, service):
     start_dir, marker = planted
     user = accounts.add(GOOD)
-    d = Daemon(tmp_path / "d", config={**NO_THROTTLE, "pam": {"services": [service.name]}})
+    d = Daemon(tmp_path / "d", config={**NO_THROTTLE, "pam": {"default_service": service.name}})
     started = subprocess.run(command(d, False), cwd=start_dir, env=python_env(),
                              capture_output=True, text=True, timeout=30)
     assert started.returncode == 0, started.stderr
     pid = int((d.run_dir / "saslauthd.pid").read_text())
     try:
+        assert d.ask(user, GOOD) == "OK"
         assert os.readlink(f"/proc/{pid}/cwd") == "/"
-        assert d.ask(user, GOOD, service.name) == "OK"
         assert not marker.exists(), "a PAM worker imported json.py from the start directory"
     finally:
         os.kill(pid, signal.SIGTERM)
