@@ -19,10 +19,11 @@ def test_a_config_file_that_is_not_utf8_is_one_line_not_a_traceback(tmp_path):
 
 @pytest.mark.parametrize("value", ["1.5", "7", "true", "{ a = 1 }"])
 def test_mechanisms_that_is_not_a_list_is_a_config_error(tmp_path, value):
-    """toml target: ``mechanisms = 1.5`` raised TypeError ('float' object is not iterable)."""
+    """toml target: ``mechanisms = 1.5`` raised TypeError ('float' object is not iterable)
+    (fixed on main by the one option loader at the same time)."""
     path = tmp_path / "saslauthpy.toml"
     path.write_text(f"mechanisms = {value}\n")
-    with pytest.raises(ConfigError, match="mechanisms must be a list"):
+    with pytest.raises(ConfigError, match="mechanisms"):
         config.load_toml(str(path))
 
 

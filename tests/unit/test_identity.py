@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import socket
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from saslauthpy import control
 from saslauthpy.authenticator import Authenticator
 from saslauthpy.backends import getpwent, pam, sasldb, shadow, sql
-from saslauthpy.backends.base import Backend, fold
+from saslauthpy.backends.base import Backend, Result, fold
 from saslauthpy.backends.ldap.identity import identity as ldap_identity
 from saslauthpy.backends.ldap.settings import Settings
 from saslauthpy.config import Config
@@ -93,7 +92,7 @@ class Named(Backend):
 def make(*backends: Backend, realm_join: bool = False) -> Authenticator:
     config = Config(realm_join=realm_join)
     throttle = Throttle(options={"base_delay": 1.0, "max_delay": 8.0})
-    return Authenticator(config, list(backends), ThreadPoolExecutor(1), None, throttle)
+    return Authenticator(config, list(backends), None, throttle)
 
 
 def ask(auth: Authenticator, **request) -> dict:
@@ -113,7 +112,7 @@ def test_throttle_show_and_clear_on_the_control_socket():
     throttle = auth.throttle
     for i, spelling in enumerate(["root", "ROOT", " root"]):
         req = Request(spelling, b"x", "smtp", f"r{i}", "192.0.2.7;1")
-        throttle.record(req, "fail", throttle.fingerprint(b"guess%d" % i),
+        throttle.record(req, Result.FAIL, throttle.fingerprint(b"guess%d" % i),
                         auth.identities(req.login, req.realm))
     assert ask(auth, cmd="throttle-show", login="Root ") == {
         "ok": True, "keys": [{"key": "u:root", "level": 3, "delay": 4.0}]}
@@ -126,7 +125,6 @@ def test_throttle_show_and_clear_on_the_control_socket():
     assert ask(auth, cmd="throttle-show") == {"ok": True, "keys": []}
     assert ask(auth, cmd="throttle-show", realm=3)["ok"] is False
     assert ask(None, cmd="throttle-show")["ok"] is False  # several processes: not here
-    auth.pool.shutdown()
 
 
 def test_same_wrong_password_counts_once_whatever_the_service_or_spelling():
@@ -134,7 +132,6 @@ def test_same_wrong_password_counts_once_whatever_the_service_or_spelling():
     throttle = auth.throttle
     for service, spelling in [("smtp", "root"), ("imap", "ROOT"), ("pop", "root ")]:
         req = Request(spelling, b"x", service, "")
-        throttle.record(req, "fail", throttle.fingerprint(b"stale"),
+        throttle.record(req, Result.FAIL, throttle.fingerprint(b"stale"),
                         auth.identities(req.login, req.realm))
     assert ask(auth, cmd="throttle-show", login="root")["keys"][0]["level"] == 1
-    auth.pool.shutdown()
