@@ -27,10 +27,10 @@ import atheris
 # coverage feedback from our code and the pure-Python parsers it relies on
 with atheris.instrument_imports(include=["saslauthpy", "tomllib", "json"]):
     from saslauthpy import config, control, hashcost, passwords, protocol
-    from saslauthpy.backends import pam
+    from saslauthpy.backends import pam, saslauthd_conf
     from saslauthpy.backends.base import fold
     from saslauthpy.backends.ldap import identity as ldap_identity
-    from saslauthpy.backends.ldap import saslauthd_conf, settings
+    from saslauthpy.backends.ldap import settings
     from saslauthpy.backends.sql import settings as sql_settings
     from saslauthpy.decoy import signature
     from saslauthpy.errors import ConfigError, TooCostly, UnknownScheme
