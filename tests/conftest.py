@@ -25,3 +25,21 @@ def daemon_factory(tmp_path):
 def daemon(daemon_factory):
     """A daemon on the embedded SQLite store with default settings."""
     return daemon_factory()
+
+
+@pytest.fixture
+def accounts():
+    """Real local accounts (useradd + chpasswd), all deleted after the test."""
+    from reference import Accounts
+
+    with Accounts() as acc:
+        yield acc
+
+
+@pytest.fixture
+def service():
+    """A PAM service file of the test's own in /etc/pam.d (pam_unix), removed after."""
+    from reference import PamService
+
+    with PamService() as svc:
+        yield svc

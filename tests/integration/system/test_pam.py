@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reference import Accounts, PamService
+from reference import PamService
 
 from saslauthpy.backends import pam
 from saslauthpy.config import Config
@@ -26,18 +26,6 @@ GOOD = "Pam-good-1"
 ANY_SERVICE = {"services": ["*"]}  # the tests' PAM services have made-up names
 BASE = {"throttle": {"enabled": False}, "pam": ANY_SERVICE}
 ONE_PROCESS = {"server": {"processes": 1}}  # a test that looks at the PAM worker pids
-
-
-@pytest.fixture
-def accounts():
-    with Accounts() as acc:
-        yield acc
-
-
-@pytest.fixture
-def service():
-    with PamService() as svc:
-        yield svc
 
 
 @contextlib.contextmanager

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from harness import Daemon, python_env
-from reference import Accounts, PamService
 
 from saslauthpy.backends import pam
 from saslauthpy.config import Config
@@ -22,18 +21,6 @@ from saslauthpy.errors import ConfigError
 pytestmark = pytest.mark.timeout(120)
 GOOD = "Pam-isolated-1"
 NO_THROTTLE = {"throttle": {"enabled": False}}
-
-
-@pytest.fixture
-def accounts():
-    with Accounts() as acc:
-        yield acc
-
-
-@pytest.fixture
-def service():
-    with PamService() as svc:
-        yield svc
 
 
 @pytest.fixture

@@ -19,12 +19,6 @@ NO_THROTTLE = {"throttle": {"enabled": False}}
 GOOD, YES_GOOD = "Good-pw-1", "Yes-pw-2"
 
 
-@pytest.fixture
-def accounts():
-    with Accounts() as acc:
-        yield acc
-
-
 def system_rows(acc: Accounts, service: str, check_expiry: bool) -> list[tuple]:
     good = acc.add(GOOD, "SHA512")
     yes = acc.add(YES_GOOD, "YESCRYPT")

@@ -4,7 +4,6 @@ every crypt(3) format chpasswd makes, saslauthd's expiry rules and reply texts, 
 from __future__ import annotations
 
 import pytest
-from reference import Accounts
 
 from saslauthpy.backends import getpwent, shadow
 from saslauthpy.backends.base import Result
@@ -12,12 +11,6 @@ from saslauthpy.config import Config
 from saslauthpy.protocol import Request
 
 GOOD = "Shadow-good-1"
-
-
-@pytest.fixture
-def accounts():
-    with Accounts() as acc:
-        yield acc
 
 
 def ask(backend, login, password=GOOD):

@@ -6,7 +6,6 @@ libxcrypt; medians compared with each other, never with a fixed time."""
 from __future__ import annotations
 
 import pytest
-from reference import Accounts
 from timing import assert_alike, check_medians
 
 from saslauthpy.backends import getpwent, shadow
@@ -15,12 +14,6 @@ from saslauthpy.config import Config
 from saslauthpy.protocol import Request
 
 GOOD = "Timing-good-1"
-
-
-@pytest.fixture
-def accounts():
-    with Accounts() as acc:
-        yield acc
 
 
 @pytest.mark.parametrize("method", ["YESCRYPT", "SHA512"])

@@ -9,21 +9,13 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from harness import need, testsaslauthd
-from reference import Accounts
 
 GOOD = "Identity-good-1"
 GUESSES = 6
 # 6 guesses wait 0.01 + 0.02 + ... + 0.32 s in all; the level is read, not waited out.
 THROTTLE = {"throttle": {"base_delay": 0.01, "max_delay": 30.0, "decay": 600.0,
                          "per_address": False}}
-
-
-@pytest.fixture
-def accounts():
-    with Accounts() as acc:
-        yield acc
 
 
 def guess(d, login: str, password: str, realm: str | None = None) -> str:
