@@ -59,9 +59,10 @@ def test_a_chain_counts_every_account_and_clears_only_the_one_that_said_ok(
     d.admin("user", "add", victim, "--realm", "evil.example", password="attacker-own-pw")
     for i in range(GUESSES):
         assert "NO" in guess(d, victim, f"wrong-{i}", realm=f"x{i}.example")
-    keys = {k["key"]: k["level"] for k in d.control(cmd="throttle-show")["keys"]}
-    assert keys[f"u:{victim}"] == GUESSES  # shadow's account, whatever the realm
-    assert all(keys[f"u:{victim}@x{i}.example"] == 1 for i in range(GUESSES))  # SQL rows
+    for i in range(GUESSES):  # each guess reached one SQL row and the local account
+        keys = d.control(cmd="throttle-show", login=victim, realm=f"x{i}.example")["keys"]
+        assert {k["key"]: k["level"] for k in keys} == {
+            f"u:{victim}@x{i}.example": 1, f"u:{victim}": GUESSES}
     assert "OK" in guess(d, victim, "attacker-own-pw", realm="evil.example")
     assert level(d, victim, "") == GUESSES
 
@@ -107,3 +108,22 @@ def test_throttle_clear_by_login_and_all(daemon_factory, accounts):
     assert d.control(cmd="throttle-show") == {"ok": True, "keys": []}
     reply = d.control(cmd="throttle-show", login=7)
     assert reply["ok"] is False and "login" in reply["error"]
+
+
+def test_a_cached_password_waits_for_the_accounts_penalty_whatever_the_spelling(
+        daemon_factory, accounts):
+    """The fast lane answers a cached good password at once only when no penalty is
+    pending: pending on the account, not on the spelling that was cached."""
+    victim = accounts.add(GOOD)
+    d = daemon_factory(args=["-a", "shadow", "-c"], config={
+        "throttle": {"base_delay": 0.5, "max_delay": 2.0, "decay": 600.0,
+                     "per_address": False}})
+    assert "OK" in guess(d, victim, GOOD, realm="x1.example")  # cached for this spelling
+    assert "OK" in guess(d, victim, GOOD, realm="x1.example")
+    for i in range(2):
+        assert "NO" in guess(d, victim, f"wrong-{i}", realm=f"y{i}.example")
+    assert level(d, victim) == 2
+    assert "OK" in guess(d, victim, GOOD, realm="x1.example")
+    last = [r for r in d.audit() if r["login"] == victim][-1]
+    assert (last["result"], last["cache_hit"]) == ("ok", True)
+    assert last["delay"] >= 1.0  # waited out the account's penalty before the cached OK
