@@ -243,13 +243,19 @@ class Authenticator:
             elif result in (Result.FAIL, Result.UNKNOWN):
                 cache.remember_bad(key, fp, generation)
         if throttle is not None:
-            if result is Result.OK:  # clear only the account that said OK (a cache hit:
-                # we do not know which one, so none)
-                idents = [said.identity(req.login, req.realm)] if said is not None else []
+            if result is Result.OK:  # clear only the account that said OK
+                idents = [b.identity(req.login, req.realm) for b in self._said_ok(said)]
             await throttle.record_async(req, result, throttle.fingerprint(req.password), idents)
         self._publish(Decision(req, result.value, answer.reason, backend, backend == "cache",
                                time.monotonic() - started, peer, delay))
         return self._reply(answer)
+
+    def _said_ok(self, said: Backend | None) -> list[Backend]:
+        """The backend whose OK this is: the one that answered, or for a cached OK the only
+        backend there is (in a chain the cache does not say which one it was: none)."""
+        if said is not None:
+            return [said]
+        return self.backends if len(self.backends) == 1 else []
 
     async def _ask_chain(self, req: Request) -> tuple[Answer, Backend | None]:
         tempfail: tuple[Answer, Backend] | None = None
