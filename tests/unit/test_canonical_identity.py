@@ -115,16 +115,17 @@ def test_throttle_show_and_clear_on_the_control_socket():
         throttle.record(req, Result.FAIL, throttle.fingerprint(b"guess%d" % i),
                         auth.identities(req.login, req.realm))
     assert ask(auth, cmd="throttle-show", login="Root ") == {
-        "ok": True, "keys": [{"key": "u:root", "level": 3, "delay": 4.0}]}
+        "ok": True, "keys": [{"key": "user:root", "level": 3, "delay": 4.0}]}
     assert ask(auth, cmd="throttle-show", address="192.0.2.7;9")["keys"] == [
-        {"key": "a:192.0.2.7", "level": 3, "delay": 4.0}]
-    assert len(ask(auth, cmd="throttle-show")["keys"]) == 2
+        {"key": "address:192.0.2.7", "level": 3, "delay": 4.0}]
+    assert ask(auth, cmd="throttle-show")["penalised"] == 2  # the table keeps no names
     assert ask(auth, cmd="throttle-show", login="nobody")["keys"] == []
     assert ask(auth, cmd="throttle-clear", login="ROOT") == {"ok": True, "cleared": 1}
-    assert ask(auth, cmd="throttle-clear") == {"ok": True, "cleared": 1}
-    assert ask(auth, cmd="throttle-show") == {"ok": True, "keys": []}
+    assert ask(auth, cmd="throttle-clear")["ok"] is False  # name one
+    assert ask(auth, cmd="throttle-clear", address="192.0.2.7;1") == {"ok": True, "cleared": 1}
+    assert ask(auth, cmd="throttle-show")["penalised"] == 0
     assert ask(auth, cmd="throttle-show", realm=3)["ok"] is False
-    assert ask(None, cmd="throttle-show")["ok"] is False  # several processes: not here
+    assert ask(None, cmd="throttle-show")["note"] == "the throttle is off"
 
 
 def test_same_wrong_password_counts_once_whatever_the_service_or_spelling():
