@@ -45,6 +45,24 @@ def _over(scheme: str, what: str, value: int, limit: int) -> None:
         raise TooCostly(scheme, f"{what} {value} is beyond the limit of {limit}")
 
 
+_PREFIXED = re.compile(r"\{([A-Za-z0-9_-]{1,32})(?:\.[A-Za-z0-9]{1,8})?\}")
+_PBKDF2_ROUNDS = re.compile(r"\$1\$[^$]+\$([0-9]{1,30})\$")
+
+
+def check(stored: str) -> None:
+    """Raise ``TooCostly`` when checking a password against ``stored`` (any scheme,
+    ``{SCHEME}``-prefixed or bare) would cost more than the limits allow."""
+    m = _PREFIXED.match(stored)
+    name, value = (m.group(1).upper(), stored[m.end():]) if m else ("", stored)
+    if name == "PBKDF2":
+        if r := _PBKDF2_ROUNDS.match(value):
+            check_pbkdf2(int(r.group(1)))
+    elif value.startswith("$argon2"):
+        check_argon2(value)
+    else:
+        check_crypt(value)
+
+
 def check_crypt(setting: str) -> None:
     """Raise ``TooCostly`` when crypt(3) of ``setting`` (a stored hash or a salt string)
     would cost more than the limits allow.  Unparsable settings are left to crypt(3),

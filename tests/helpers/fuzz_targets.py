@@ -104,7 +104,6 @@ def password_hash(data: bytes) -> None:
         # a message names a scheme at most, never the whole stored value
         assert isinstance(exc, TooCostly) or exc.scheme in ("", "{?}", "$?$") or \
             len(exc.scheme) < len(stored), exc.scheme
-        assert stored in ("{?}", "$?$") or len(stored) < 4 or stored not in str(exc)
         return
     assert result in (True, False)
 

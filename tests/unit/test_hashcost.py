@@ -72,3 +72,16 @@ def test_malformed_parameters_are_left_to_the_library():
     for stored in ("$2b$99$" + "a" * 53, "$y$!!!$x$y", "$7$short", "$6$rounds=$salt$x"):
         check_crypt(stored)  # not refused here: crypt(3) says no by itself
         assert passwords.verify(b"pw", stored) is False
+
+
+def test_check_reads_any_stored_form():
+    """hashcost.check (the importer's question): prefixed or bare, every costly scheme."""
+    for stored in ("{CRYPT}$2b$31$" + "a" * 53, "{SHA512-CRYPT}$6$rounds=9999999$s$h",
+                   "{BLF-CRYPT}$2y$20$" + "a" * 53, "{ARGON2ID}$argon2id$v=19$m=9999999,t=1,p=1$",
+                   "$argon2i$v=19$m=65536,t=99,p=1$", "{PBKDF2}$1$salt$99999999$" + "0" * 40,
+                   "{pbkdf2.hex}$1$salt$99999999$" + "0" * 40):
+        with pytest.raises(TooCostly):
+            hashcost.check(stored)
+    for stored in ("{CRYPT}$2b$10$" + "a" * 53, "{SSHA}c2FsdGVkaGFzaA==", "plain", "",
+                   "{PBKDF2}$1$salt$5000$" + "0" * 40, "$y$j9T$salt$hash"):
+        hashcost.check(stored)

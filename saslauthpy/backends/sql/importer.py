@@ -27,7 +27,8 @@ import time
 from collections.abc import Iterator
 from typing import Protocol, TextIO
 
-from ... import hashshape, passwords
+from ... import hashcost, hashshape, passwords
+from ...errors import TooCostly
 from .store import MAX_HASH, check_names, display_name
 
 BATCH = 1000
@@ -56,6 +57,10 @@ class Passwords:
     def stored(self, login: str, value: str) -> str:
         if self.prefix and not value.startswith("{"):
             value = self.prefix + value
+        try:
+            hashcost.check(value)  # before hashshape runs crypt(3) on it
+        except TooCostly as exc:
+            raise BadLine(f"user {login!r}: {exc}") from None
         if hashshape.verifiable(value):
             return value
         if self.allow_plain and (hashshape.is_plain(value) or value[:1] not in ("$", "{")):

@@ -1,9 +1,10 @@
 """Stored hashes whose own parameters ask for too much (a user who can write their own
 password hash must not be able to exhaust the root daemon) are refused with a log line,
-not computed.  Through the daemon: the SQL table (user import) and a real local account."""
+not computed.  Through the daemon: the SQL table and a real local account."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import pytest
@@ -23,7 +24,14 @@ def test_sql_refuses_hashes_beyond_the_cost_limits(daemon_factory, tmp_path):
     d = daemon_factory()
     rows = tmp_path / "users.csv"
     rows.write_text("".join(f'{name},,"{h}"\n' for name, h in HUGE.items()) + "\n")
-    d.admin("user", "import", str(rows))
+    refused = d.admin("user", "import", str(rows), check=False)
+    assert refused.returncode == 1 and "imported 0" in refused.stdout + refused.stderr
+    for scheme in ("bcrypt", "SHA-crypt", "yescrypt", "argon2", "PBKDF2"):
+        assert f"refusing a {scheme} hash unchecked" in refused.stderr
+    # What a user who may write their own row (or a careless script) can put there anyway.
+    with sqlite3.connect(d.tmp / "users.db") as db:
+        db.executemany("INSERT INTO saslauthpy_users (login, realm, password, created, changed)"
+                       " VALUES (?, '', ?, '2024-01-01', '2024-01-01')", list(HUGE.items()))
     started = time.monotonic()
     for name in HUGE:
         assert d.ask(name, "any-password", "smtp", timeout=20).startswith("NO"), name
