@@ -113,7 +113,9 @@ class Directory:
         now = time.monotonic()
         with self.lock:
             up = [i for i, t in enumerate(self.down_until) if t <= now]
-            down = [i for i, t in enumerate(self.down_until) if t > now]
+            # servers that failed: the one that failed longest ago first
+            down = sorted((i for i, t in enumerate(self.down_until) if t > now),
+                          key=self.down_until.__getitem__)
         return up + down
 
     def mark(self, index: int, ok: bool) -> None:

@@ -211,17 +211,19 @@ def test_failover_both_down_and_back(two_servers, backend):
 
 
 def test_silent_server_is_skipped_within_the_timeout(two_servers, backend):
-    """A server that accepts TCP but never answers (hung slapd) costs one ldap_timeout."""
+    """A server that accepts TCP but never answers (hung slapd) costs one ldap_timeout:
+    the other server is used (ldap_timeout 2 s: a loaded machine's slapd may take more
+    than 1 s to answer, and then both servers would count as down)."""
     with socket.socket() as hole:
         hole.bind(("127.0.0.1", 0))
         hole.listen(16)
         hung = f"ldap://127.0.0.1:{hole.getsockname()[1]}/"
         b = backend(f"ldap_servers: {hung} {two_servers[1].uri}\n"
-                    f"ldap_search_base: {BASE_DN}\nldap_timeout: 1\n")
+                    f"ldap_search_base: {BASE_DN}\nldap_timeout: 2\n")
         started = time.monotonic()
         assert check(b, "alice", "alice-secret") is OK
         assert check(b, "bob", "bob-secret") is OK
-        assert time.monotonic() - started < 4
+        assert time.monotonic() - started < 6
 
 
 def test_start_with_every_server_down_warns_then_recovers(tmp_path, backend, caplog):
