@@ -93,22 +93,43 @@ class FairGate:
         self._sems: dict[str, asyncio.Semaphore] = {}
         self._users: dict[str, int] = {}  # requests holding or waiting for each key
 
-    @contextlib.asynccontextmanager
-    async def enter(self, key: str):
-        sem = self._sems.get(key)
+    def enter(self, key: str) -> _Held:
+        """``async with gate.enter(key):`` holds one of the key's places."""
+        return _Held(self, key)
+
+    def _leave(self, key: str) -> None:
+        left = self._users[key] - 1
+        if left:
+            self._users[key] = left
+        else:  # nobody else holds or waits: forget the key
+            del self._users[key]
+            del self._sems[key]
+
+
+class _Held:
+    """One request's place in a ``FairGate`` (a plain class: no generator per request)."""
+
+    __slots__ = ("gate", "key", "sem")
+
+    def __init__(self, gate: FairGate, key: str):
+        self.gate, self.key = gate, key
+
+    async def __aenter__(self) -> None:
+        gate, key = self.gate, self.key
+        sem = gate._sems.get(key)
         if sem is None:
-            sem = self._sems[key] = asyncio.Semaphore(self.limit)
-        self._users[key] = self._users.get(key, 0) + 1
+            sem = gate._sems[key] = asyncio.Semaphore(gate.limit)
+        gate._users[key] = gate._users.get(key, 0) + 1
+        self.sem = sem
         try:
-            async with sem:
-                yield
-        finally:
-            left = self._users[key] - 1
-            if left:
-                self._users[key] = left
-            else:  # nobody else holds or waits: forget the key
-                del self._users[key]
-                del self._sems[key]
+            await sem.acquire()
+        except BaseException:
+            gate._leave(key)
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.sem.release()
+        self.gate._leave(self.key)
 
 
 class Authenticator:
@@ -245,7 +266,10 @@ class Authenticator:
         if throttle is not None:
             if result is Result.OK:  # clear only the account that said OK
                 idents = [b.identity(req.login, req.realm) for b in self._said_ok(said)]
-            await throttle.record_async(req, result, throttle.fingerprint(req.password), idents)
+            # only a failure is counted by its password's fingerprint: none made otherwise
+            fingerprint = (throttle.fingerprint(req.password)
+                           if result is Result.FAIL or result is Result.UNKNOWN else b"")
+            await throttle.record_async(req, result, fingerprint, idents)
         self._publish(Decision(req, result.value, answer.reason, backend, backend == "cache",
                                time.monotonic() - started, peer, delay))
         return self._reply(answer)

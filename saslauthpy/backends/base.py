@@ -66,6 +66,8 @@ def fold(text: str) -> str:
     """A string as a case-insensitive directory compares it (LDAP's caseIgnoreMatch, a
     ``_ci`` SQL collation): compatibility forms unified (NFKC), case folded, blanks at
     the ends dropped and runs of blanks inside made one space."""
+    if text.isascii():  # NFKC changes no ASCII character; casefold is lower() there
+        return " ".join(text.lower().split())
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 

@@ -221,7 +221,7 @@ class Backend(base.Backend):
         noSuchObject (the base does not exist) gives none."""
         s = self.s
         try:
-            _, entries = await links.call(links.service, lambda c: c.search_ext(
+            _, entries = await links.call(links.service, "search_ext", (
                 base_dn, scope, filt, attrs, 0, None, None, s.time_limit or -1, size_limit),
                 deadline)
         except ldap.NO_SUCH_OBJECT:
@@ -279,7 +279,7 @@ class Backend(base.Backend):
         if not dn.strip():  # an empty DN is an anonymous bind: never a login
             raise Refused("the user's DN is empty")
         try:
-            await links.call(links.user, lambda c: c.simple_bind(dn, password), deadline)
+            await links.call(links.user, "simple_bind", (dn, password, None, None), deadline)
         except ldap.LDAPError as exc:
             if code_of(exc) in TEMPORARY_BIND_CODES:
                 raise Unavailable(f"bind failed: {describe(exc)}")
@@ -337,8 +337,8 @@ class Backend(base.Backend):
         if s.group_match_method == "attr":
             group_dn = expand(s.group_dn, login, service, realm, "", escape_dn_value)
             try:
-                await links.call(links.service, lambda c: c.compare_ext(
-                    group_dn, s.group_attr, dn.encode("utf-8")), deadline)
+                await links.call(links.service, "compare_ext", (
+                    group_dn, s.group_attr, dn.encode("utf-8"), None, None), deadline)
             except ldap.COMPARE_TRUE:
                 return True
             except ldap.LDAPError as exc:

@@ -12,6 +12,8 @@ make no difference, so the identity is folded (``base.fold``).
 
 from __future__ import annotations
 
+import functools
+
 from ..base import fold
 from .settings import Settings
 
@@ -20,14 +22,22 @@ def identity(s: Settings, login: str, realm: str) -> tuple[str, str]:
     realm = realm or s.default_realm
     if s.auth_method == "fastbind" and s.use_sasl:
         return fold(login), fold(realm) if "@" not in login else ""
-    templates = s.filter + s.search_base
-    labels = any(f"%{n}" in templates for n in "123456789")
+    whole, user_part, domain_part, labels, realm_token = _tokens(s.filter + s.search_base)
     user, at, domain = login.partition("@")
-    if "%u" in templates:
+    if whole:
         who = login
     else:
-        who = user if "%U" in templates else ""
-        if at and ("%d" in templates or labels):
+        who = user if user_part else ""
+        if at and (domain_part or labels):
             who += "@" + domain
-    uses_realm = "%r" in templates or "%R" in templates or (labels and not (at and domain))
+    uses_realm = realm_token or (labels and not (at and domain))
     return fold(who), fold(realm) if uses_realm else ""
+
+
+@functools.lru_cache(maxsize=16)
+def _tokens(templates: str) -> tuple[bool, bool, bool, bool, bool]:
+    """Which tokens the templates use (asked on every request: worked out once):
+    %u, %U, %d, any of %1-%9, %r or %R."""
+    return ("%u" in templates, "%U" in templates, "%d" in templates,
+            any(f"%{n}" in templates for n in "123456789"),
+            "%r" in templates or "%R" in templates)

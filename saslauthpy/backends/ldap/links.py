@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
@@ -33,6 +32,8 @@ from .connection import Broken, Directory, Identity, Unavailable, close, describ
 
 PIPELINE = 32  # operations in flight on one service link before another is opened
 MAX_IDLE = 120.0  # seconds before an idle link is replaced (back to the first server)
+EXPIRE_EVERY = 1.0  # seconds between looks for idle links to replace
+RES_ANY = ldap.RES_ANY
 
 
 class TimedOut(Unavailable):
@@ -40,10 +41,16 @@ class TimedOut(Unavailable):
 
 
 class Link:
-    """One connection used from the event loop: send now, answer when readable."""
+    """One connection used from the event loop: send now, answer when readable.
 
-    def __init__(self, conn: LDAPObject, server: int, loop: asyncio.AbstractEventLoop):
-        self.conn, self.server, self.loop = conn, server, loop
+    Operations go to python-ldap's C object (``conn._l``) directly: its Python wrapper
+    adds a lock (a link is only ever used from the loop's thread), tracing and, for
+    results, control decoding that no operation here asks for."""
+
+    def __init__(self, conn: LDAPObject, server: int, loop: asyncio.AbstractEventLoop,
+                 kind: Kind | None = None):
+        self.conn, self.server, self.loop, self.kind = conn, server, loop, kind
+        self.raw = conn._l
         self.pending: dict[int, asyncio.Future[tuple[int, Any]]] = {}
         self.closed = False
         self.used = time.monotonic()
@@ -51,40 +58,44 @@ class Link:
         loop.add_reader(self.fd, self._readable)
 
     def _readable(self) -> None:
+        result4, pending = self.raw.result4, self.pending
         while not self.closed:
             try:
-                kind, data, msgid, _ = self.conn.result3(ldap.RES_ANY, 1, 0)
+                # every message of the next complete answer, without waiting
+                got = result4(RES_ANY, 1, 0, 0, 0, 0)
             except ldap.LDAPError as exc:
                 info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-                waiter = self.pending.pop(info.get("msgid", -1), None)
+                waiter = pending.pop(info.get("msgid", -1), None)
                 if waiter is None:  # not an operation's answer: the connection is gone
                     self.close(Broken(describe(exc)))
                     return
                 if not waiter.done():
                     waiter.set_exception(exc)
+                if not pending:
+                    return
                 continue
-            if kind is None:  # nothing complete yet
+            if got is None or got[0] is None:  # nothing complete yet
                 return
-            waiter = self.pending.pop(msgid, None)
+            waiter = pending.pop(got[2], None)
             if waiter is not None and not waiter.done():
-                waiter.set_result((kind, data))
-            if not self.pending:  # nothing else to read for (spares libldap a poll)
+                waiter.set_result((got[0], got[1]))
+            if not pending:  # nothing else to read for (spares libldap a poll)
                 return
 
-    async def call(self, send: Callable[[], int]) -> tuple[int, Any]:
-        """Send one operation (``send`` returns its message id) and wait for its answer.
-        Raises python-ldap's error for a refused operation or ``Broken``.  The caller's
-        deadline is one timeout around the whole request: when it cancels the wait, the
-        link is closed (its late answer must not meet the next operation)."""
+    async def call(self, op: str, args: tuple) -> tuple[int, Any]:
+        """Send one operation (``op``, a method of python-ldap's C object, with ``args``;
+        it returns the message id) and wait for its answer.  Raises python-ldap's error
+        for a refused operation or ``Broken``.  The caller's deadline is one timeout
+        around the whole request: when it cancels the wait, the link is closed (its late
+        answer must not meet the next operation)."""
         if self.closed:
             raise Broken("connection closed")
         try:
-            msgid = send()
+            msgid = getattr(self.raw, op)(*args)
         except ldap.SERVER_DOWN as exc:
             self.close(Broken(describe(exc)))
             raise Broken(describe(exc))
-        waiter = self.loop.create_future()
-        self.pending[msgid] = waiter
+        self.pending[msgid] = waiter = self.loop.create_future()
         self.used = time.monotonic()
         try:
             return await waiter
@@ -99,6 +110,9 @@ class Link:
         if self.closed:
             return
         self.closed = True
+        kind = self.kind
+        if kind is not None:
+            kind.forget(self)
         if not self.loop.is_closed():
             self.loop.remove_reader(self.fd)
         pending, self.pending = self.pending, {}
@@ -109,7 +123,8 @@ class Link:
 
 
 class Kind:
-    """The links of one kind (service or user) on one loop, and the one opening."""
+    """The links of one kind (service or user) on one loop, and the one opening.  A link
+    that closes leaves ``links`` (and ``idle``) at once."""
 
     def __init__(self, name: str, identity: Identity, size: int, shared: bool):
         self.name, self.identity, self.size, self.shared = name, identity, size, shared
@@ -118,10 +133,16 @@ class Kind:
         self.opening: asyncio.Future[Link] | None = None
         self.opening_deadline = 0.0
         self.freed = asyncio.Event()
+        self.expired = time.monotonic()  # when idle links were last looked at
 
     def live(self) -> list[Link]:
-        self.links = [lk for lk in self.links if not lk.closed]
         return self.links
+
+    def forget(self, link: Link) -> None:
+        if link in self.links:
+            self.links.remove(link)
+        if link in self.idle:
+            self.idle.remove(link)
 
 
 class Links:
@@ -135,21 +156,25 @@ class Links:
 
     def adopt(self, kind: Kind, conn: LDAPObject, server: int) -> None:
         """A connection opened before the loop ran (at start)."""
-        link = Link(conn, server, self.loop)
+        link = Link(conn, server, self.loop, kind)
         kind.links.append(link)
         if not kind.shared:
             kind.idle.append(link)
 
-    async def call(self, kind: Kind, send: Callable[[LDAPObject], int],
+    async def call(self, kind: Kind, op: str, args: tuple,
                    deadline: float) -> tuple[int, Any]:
-        """One operation on a link of ``kind`` (a user link: alone on it), retried once
-        on another link if its link broke.  The caller bounds it with ``deadline``."""
+        """One operation (``Link.call``'s ``op`` and ``args``) on a link of ``kind`` (a
+        user link: alone on it), retried once on another link if its link broke.  The
+        caller bounds it with ``deadline``."""
+        shared = kind.shared
         for attempt in (1, 2):
-            link = await (self._service_link(deadline) if kind.shared
-                          else self._user_link(deadline))
+            link = self._ready(kind)
+            if link is None:
+                link = await (self._service_link(deadline) if shared
+                              else self._user_link(deadline))
             healthy = False
             try:
-                answer = await link.call(lambda lk=link: send(lk.conn))
+                answer = await link.call(op, args)
                 healthy = True
                 return answer
             except ldap.LDAPError:
@@ -163,9 +188,25 @@ class Links:
                 if attempt == 2:
                     raise Unavailable(f"LDAP connection lost: {exc}")
             finally:
-                if not kind.shared:
+                if not shared:
                     self._release(link, healthy)
         raise AssertionError("unreachable")
+
+    def _ready(self, kind: Kind) -> Link | None:
+        """The common case without a wait: an open link to use now, or None."""
+        now = time.monotonic()
+        if now - kind.expired >= EXPIRE_EVERY:
+            kind.expired = now
+            self._expire(kind)
+        if not kind.shared:
+            return kind.idle.pop() if kind.idle else None
+        links = kind.links
+        if not links:
+            return None
+        best = links[0] if len(links) == 1 else min(links, key=_in_flight)
+        if len(best.pending) < PIPELINE or len(links) >= kind.size or kind.opening:
+            return best
+        return None
 
     # -- choosing and opening links
 
@@ -225,7 +266,7 @@ class Links:
             until = time.monotonic() + max(0.0, deadline - self.loop.time())
             conn, server = await self.loop.run_in_executor(
                 self.opener, self.directory.connect, kind.identity, until, not kind.shared)
-            link = Link(conn, server, self.loop)
+            link = Link(conn, server, self.loop, kind)
             kind.links.append(link)
             if not kind.shared:
                 kind.idle.append(link)
@@ -240,6 +281,9 @@ class Links:
         if healthy and not link.closed:
             link.used = time.monotonic()
             kind.idle.append(link)
+            if not kind.freed.is_set():
+                kind.freed.set()
+            return
         else:
             link.close()
         kind.freed.set()
@@ -249,24 +293,27 @@ class Links:
         too (they most likely share its fate)."""
         link.close()
         self.directory.mark(link.server, ok=False)
-        for other in kind.live():
+        for other in list(kind.links):
             if not other.pending and (kind.shared or other in kind.idle):
                 other.close()
         kind.idle.clear()
 
     def _expire(self, kind: Kind) -> None:
         now = time.monotonic()
-        for link in kind.live():
+        for link in list(kind.links):
             if not link.pending and now - link.used > MAX_IDLE and (
                     kind.shared or link in kind.idle):
                 link.close()
-        kind.idle = [lk for lk in kind.idle if not lk.closed]
 
     def close(self) -> None:
         for kind in (self.service, self.user):
-            for link in kind.links:
+            for link in list(kind.links):
                 link.close()
             kind.links, kind.idle = [], []
+
+
+def _in_flight(link: Link) -> int:
+    return len(link.pending)
 
 
 def _retrieved(future: asyncio.Future[Link]) -> None:
