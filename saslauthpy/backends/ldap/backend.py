@@ -170,11 +170,13 @@ class Backend(base.Backend):
             return Answer(base.Result.UNKNOWN, "login is not valid UTF-8")
         realm = request.realm or self.s.default_realm
         links = self._links()
+        # Every wait below is bounded by this deadline: the LDAP operations by the links'
+        # sweeper (no timer per request), the rest (a connection being opened, a free
+        # user connection, a costly hash, a SASL bind) by their own timeouts.
         deadline = links.loop.time() + self.s.timeout
         try:
-            async with asyncio.timeout_at(deadline):
-                return await self._check(links, login, password, request.service, realm,
-                                         deadline)
+            return await self._check(links, login, password, request.service, realm,
+                                     deadline)
         except TimeoutError:
             return tempfail("the LDAP server did not answer within ldap_timeout")
         except NotFound as exc:
@@ -203,7 +205,7 @@ class Backend(base.Backend):
             dn, attributes = await self._find_user(links, login, service, realm, attrs,
                                                    deadline)
             if method == "custom":
-                answer = await self._compare_password(dn, attributes, password)
+                answer = await self._compare_password(dn, attributes, password, deadline)
                 if answer is not OK:
                     return answer
             else:
@@ -252,7 +254,8 @@ class Backend(base.Backend):
             raise NotFound("several directory entries match")
         return entries[0]
 
-    async def _compare_password(self, dn: str, attributes: dict, password: bytes) -> Answer:
+    async def _compare_password(self, dn: str, attributes: dict, password: bytes,
+                                deadline: float) -> Answer:
         wanted = self.s.password_attr.lower()
         values = [v for k, vs in attributes.items() if k.lower() == wanted for v in vs]
         if not values:
@@ -265,8 +268,9 @@ class Backend(base.Backend):
                 if scheme in CHEAP_SCHEMES:
                     ok = passwords.verify(password, stored, default_scheme="PLAIN")
                 else:  # crypt, bcrypt, argon2, PBKDF2: not on the event loop
-                    ok = await asyncio.get_running_loop().run_in_executor(
-                        self.threads, passwords.verify, password, stored, "PLAIN")
+                    async with asyncio.timeout_at(deadline):
+                        ok = await asyncio.get_running_loop().run_in_executor(
+                            self.threads, passwords.verify, password, stored, "PLAIN")
                 if ok:
                     return OK
             except passwords.UnknownScheme as exc:
@@ -294,7 +298,8 @@ class Backend(base.Backend):
         who = Identity(sasl=sasl_identity(self.s, user, password, ""))
         loop = asyncio.get_running_loop()
         until = time.monotonic() + max(0.0, deadline - loop.time())
-        return await loop.run_in_executor(self.threads, self._sasl_bind, who, until)
+        async with asyncio.timeout_at(deadline):
+            return await loop.run_in_executor(self.threads, self._sasl_bind, who, until)
 
     def _sasl_bind(self, who: Identity, until: float) -> str:
         for attempt in (1, 2):

@@ -16,6 +16,11 @@ Opening a link (connect, TLS, the service bind) blocks, so it runs in the backen
 threads; one opening at a time per kind, the others wait for it.  A link that breaks or
 times out is closed; an idle link is replaced after ``MAX_IDLE`` seconds so that
 traffic drifts back to the first server of ``ldap_servers``.
+
+Each operation in flight carries its request's deadline; while any is in flight, one
+timer per ``Links`` looks every ``SWEEP_EVERY`` seconds for those past it (no timer per
+request): they fail with ``TimedOut`` and their link is closed (the others in flight on
+it are retried on another link).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from .connection import Broken, Directory, Identity, Unavailable, close, describ
 PIPELINE = 32  # operations in flight on one service link before another is opened
 MAX_IDLE = 120.0  # seconds before an idle link is replaced (back to the first server)
 EXPIRE_EVERY = 1.0  # seconds between looks for idle links to replace
+SWEEP_EVERY = 0.1  # seconds between looks for operations past their deadline
+NO_ANSWER = "the LDAP server did not answer within ldap_timeout"
 RES_ANY = ldap.RES_ANY
 
 
@@ -48,10 +55,12 @@ class Link:
     results, control decoding that no operation here asks for."""
 
     def __init__(self, conn: LDAPObject, server: int, loop: asyncio.AbstractEventLoop,
-                 kind: Kind | None = None):
-        self.conn, self.server, self.loop, self.kind = conn, server, loop, kind
+                 kind: Kind | None = None, links: Links | None = None):
+        self.conn, self.server, self.loop, self.kind, self.links = (conn, server, loop, kind,
+                                                                    links)
         self.raw = conn._l
-        self.pending: dict[int, asyncio.Future[tuple[int, Any]]] = {}
+        # message id -> (its waiter, its request's deadline on the loop's clock)
+        self.pending: dict[int, tuple[asyncio.Future[tuple[int, Any]], float]] = {}
         self.closed = False
         self.used = time.monotonic()
         self.fd = conn.fileno()
@@ -65,29 +74,29 @@ class Link:
                 got = result4(RES_ANY, 1, 0, 0, 0, 0)
             except ldap.LDAPError as exc:
                 info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-                waiter = pending.pop(info.get("msgid", -1), None)
-                if waiter is None:  # not an operation's answer: the connection is gone
+                entry = pending.pop(info.get("msgid", -1), None)
+                if entry is None:  # not an operation's answer: the connection is gone
                     self.close(Broken(describe(exc)))
                     return
-                if not waiter.done():
-                    waiter.set_exception(exc)
+                if not entry[0].done():
+                    entry[0].set_exception(exc)
                 if not pending:
                     return
                 continue
             if got is None or got[0] is None:  # nothing complete yet
                 return
-            waiter = pending.pop(got[2], None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result((got[0], got[1]))
+            entry = pending.pop(got[2], None)
+            if entry is not None and not entry[0].done():
+                entry[0].set_result((got[0], got[1]))
             if not pending:  # nothing else to read for (spares libldap a poll)
                 return
 
-    async def call(self, op: str, args: tuple) -> tuple[int, Any]:
+    async def call(self, op: str, args: tuple, deadline: float) -> tuple[int, Any]:
         """Send one operation (``op``, a method of python-ldap's C object, with ``args``;
-        it returns the message id) and wait for its answer.  Raises python-ldap's error
-        for a refused operation or ``Broken``.  The caller's deadline is one timeout
-        around the whole request: when it cancels the wait, the link is closed (its late
-        answer must not meet the next operation)."""
+        it returns the message id) and wait for its answer until ``deadline`` (the loop's
+        clock).  Raises python-ldap's error for a refused operation, ``Broken`` or
+        ``TimedOut``; a link whose operation timed out or was cancelled is closed (its
+        late answer must not meet the next operation)."""
         if self.closed:
             raise Broken("connection closed")
         try:
@@ -95,8 +104,12 @@ class Link:
         except ldap.SERVER_DOWN as exc:
             self.close(Broken(describe(exc)))
             raise Broken(describe(exc))
-        self.pending[msgid] = waiter = self.loop.create_future()
+        waiter = self.loop.create_future()
+        self.pending[msgid] = (waiter, deadline)
         self.used = time.monotonic()
+        links = self.links
+        if links is not None and links.sweeper is None:
+            links.arm()
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -116,7 +129,7 @@ class Link:
         if not self.loop.is_closed():
             self.loop.remove_reader(self.fd)
         pending, self.pending = self.pending, {}
-        for waiter in pending.values():
+        for waiter, _ in pending.values():
             if not waiter.done():
                 waiter.set_exception(why or Broken("connection closed"))
         close(self.conn)
@@ -153,10 +166,34 @@ class Links:
         self.loop, self.directory, self.opener = loop, directory, opener
         self.service = Kind("service", service, size, shared=True)
         self.user = Kind("user", Identity(), size, shared=False)
+        self.sweeper: asyncio.TimerHandle | None = None
+
+    def arm(self) -> None:
+        self.sweeper = self.loop.call_later(SWEEP_EVERY, self._sweep)
+
+    def _sweep(self) -> None:
+        """Fail the operations past their deadline and close their links; look again
+        later while anything is in flight."""
+        self.sweeper = None
+        now = self.loop.time()
+        busy = False
+        for kind in (self.service, self.user):
+            for link in list(kind.links):
+                late = [m for m, (_, until) in link.pending.items() if until <= now]
+                for msgid in late:
+                    waiter, _ = link.pending.pop(msgid)
+                    if not waiter.done():
+                        waiter.set_exception(TimedOut(NO_ANSWER))
+                if late:
+                    self.directory.mark(link.server, ok=False)
+                    link.close(Broken("gave up waiting"))
+                busy = busy or bool(link.pending)
+        if busy:
+            self.arm()
 
     def adopt(self, kind: Kind, conn: LDAPObject, server: int) -> None:
         """A connection opened before the loop ran (at start)."""
-        link = Link(conn, server, self.loop, kind)
+        link = Link(conn, server, self.loop, kind, self)
         kind.links.append(link)
         if not kind.shared:
             kind.idle.append(link)
@@ -174,7 +211,7 @@ class Links:
                               else self._user_link(deadline))
             healthy = False
             try:
-                answer = await link.call(op, args)
+                answer = await link.call(op, args, deadline)
                 healthy = True
                 return answer
             except ldap.LDAPError:
@@ -266,7 +303,7 @@ class Links:
             until = time.monotonic() + max(0.0, deadline - self.loop.time())
             conn, server = await self.loop.run_in_executor(
                 self.opener, self.directory.connect, kind.identity, until, not kind.shared)
-            link = Link(conn, server, self.loop, kind)
+            link = Link(conn, server, self.loop, kind, self)
             kind.links.append(link)
             if not kind.shared:
                 kind.idle.append(link)
@@ -306,6 +343,9 @@ class Links:
                 link.close()
 
     def close(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            self.sweeper = None
         for kind in (self.service, self.user):
             for link in list(kind.links):
                 link.close()
