@@ -182,6 +182,8 @@ class Throttle:
         if result is Result.OK:
             if self.pairs is not None and self.pairs.remember_all(keys):
                 return  # the user's penalty stays, for the other addresses
+            if self._redis is None and not self._local.active(self.clock()):
+                return  # no key has a penalty now: an entry left is as good as none
             user_keys = [k for k in keys if k.startswith("u:")]
             if user_keys:
                 self._clear(user_keys)

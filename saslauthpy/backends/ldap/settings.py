@@ -351,6 +351,8 @@ def expand(template: str, login: str, service: str, realm: str, dn: str,
     as in saslauthd 2.1.27+), ``%1``-``%9`` labels of the login's domain or else of the
     realm, ``%s`` service, ``%r`` realm, ``%R`` ``@`` + realm, ``%D`` the user's DN, ``%%``.
     """
+    if "%" not in template:  # a fixed search base, say
+        return template
     user, at, domain = login.partition("@")
     out: list[str] = []
     i = 0
