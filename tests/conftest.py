@@ -1,7 +1,27 @@
 from __future__ import annotations
 
 import pytest
-from harness import Daemon
+from harness import Daemon, missing
+from requirements import REQUIREMENTS, markers_of, unmet
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on them
+def pytest_collection_modifyitems(items):
+    """Each test gets the markers of its area and of the fixtures it uses
+    (tests/helpers/requirements.py)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        for name in markers_of(item.path, item.fixturenames,
+                               callspec.params if callspec else {}):
+            item.add_marker(name)
+
+
+def pytest_runtest_setup(item):
+    """A test whose marker's need is missing here is skipped with the reason (under CI,
+    ``CI=true``, it fails: .ci/run installs everything)."""
+    for name in dict.fromkeys(m.name for m in item.iter_markers()):
+        if name in REQUIREMENTS and (reason := unmet(name)):
+            missing(f"[{name}] {reason}")
 
 
 @pytest.fixture

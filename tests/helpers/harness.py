@@ -308,7 +308,23 @@ def missing(reason: str) -> None:
     """Skip the calling test for ``reason``; under CI (``CI=true``) fail it instead."""
     import pytest
 
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if in_ci():
         pytest.fail(reason)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def in_ci() -> bool:
+    """True under CI (``CI=true``), where .ci/run installed everything."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need_module(name: str, hint: str):
+    """The Python module ``name``; skipped without it (a failure under CI), ``hint``
+    saying how to install it.  Usable at a test module's top level."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        missing(f"the Python module {name} is not installed: {hint}")
 

@@ -7,16 +7,24 @@ import json
 import socket
 
 import pytest
+from harness import need_module
 
 from saslauthpy import control
 from saslauthpy.authenticator import Authenticator
 from saslauthpy.backends import getpwent, pam, sasldb, shadow, sql
 from saslauthpy.backends.base import Backend, Result, fold
-from saslauthpy.backends.ldap.identity import identity as ldap_identity
-from saslauthpy.backends.ldap.settings import Settings
 from saslauthpy.config import Config
 from saslauthpy.protocol import Request
 from saslauthpy.throttle import Throttle
+
+
+def ldap_parts():
+    """The LDAP backend's identity rule and settings (the backend needs python-ldap)."""
+    need_module("ldap", "pip install '.[ldap]' (python-ldap, built on libldap)")
+    from saslauthpy.backends.ldap.identity import identity
+    from saslauthpy.backends.ldap.settings import Settings
+
+    return identity, Settings
 
 
 def test_fold_is_ldaps_case_ignore_match():
@@ -69,11 +77,13 @@ def test_sql_identities(tmp_path):
     ("(uid=%U)", "dc=%2,dc=%1", "alice@a.org", "b.org", ("alice@a.org", "")),
 ])
 def test_ldap_identity_follows_the_filters_tokens(filt, base, login, realm, expected):
+    ldap_identity, Settings = ldap_parts()
     s = Settings(filter=filt, search_base=base, default_realm="default.example")
     assert ldap_identity(s, login, realm) == expected
 
 
 def test_ldap_sasl_fastbind_uses_login_at_realm():
+    ldap_identity, Settings = ldap_parts()
     s = Settings(auth_method="fastbind", use_sasl=True)
     assert ldap_identity(s, "Alice", "EX") == ("alice", "ex")
     assert ldap_identity(s, "alice@ex", "other") == ("alice@ex", "")

@@ -6,7 +6,10 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-from saslauthpy.backends.ldap.connection import Directory
+from harness import need_module
+
+need_module("ldap", "pip install '.[ldap]' (python-ldap, built on libldap)")
+from saslauthpy.backends.ldap.connection import Directory  # noqa: E402 (python-ldap first)
 
 
 def test_failed_servers_go_last_oldest_failure_first():

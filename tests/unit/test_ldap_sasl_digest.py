@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from saslauthpy.backends.ldap.sasl import SaslIdentity, digest_response, parse_challenge
+from harness import need_module
+
+need_module("ldap", "pip install '.[ldap]' (python-ldap, built on libldap)")
+from saslauthpy.backends.ldap.sasl import SaslIdentity, digest_response, parse_challenge  # noqa: E402 (python-ldap first)
 
 CHALLENGE = (b'realm="elwood.innosoft.com",nonce="OA6MG9tEQGm2hh",qop="auth",'
              b'algorithm=md5-sess,charset=utf-8')

@@ -291,6 +291,7 @@ def wait_listening(path, proc) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.csaslauthd
 def test_sasldb_named_in_the_defaults_file(tmp_path):
     """MECHANISMS="sasldb": user add writes the sasldb the daemon reads (MECH_OPTIONS), and
     the change reaches the daemon's control socket in the run directory of OPTIONS -m."""

@@ -98,6 +98,7 @@ def test_foreground_lines_are_saslauthds_and_escaped(daemon_factory):
         "[realm=example.org] [mech=sql] [reason=unknown user]" in err
 
 
+@pytest.mark.csaslauthd
 def test_lines_have_the_c_saslauthds_shape(tmp_path, daemon_factory):
     """The same requests to the C saslauthd (sasl2-bin, -a shadow -d) and to ours: the
     auth-failure lines agree up to the reason, whose wording is each backend's."""

@@ -27,6 +27,7 @@ def users(daemon):
     return daemon
 
 
+@pytest.mark.csaslauthd
 def test_output_and_status_are_testsaslauthds(users):
     ref_tool = need("testsaslauthd")
     cases = [
@@ -42,6 +43,7 @@ def test_output_and_status_are_testsaslauthds(users):
         assert (got.stdout, got.returncode) == (ref.stdout, ref.returncode), args
 
 
+@pytest.mark.csaslauthd
 def test_an_unreachable_daemon_is_a_runtime_error(tmp_path):
     """testsaslauthd prints the same error and exits 255, as for a wrong password;
     testsaslauthpy exits 1, so a script can tell a daemon that is down."""

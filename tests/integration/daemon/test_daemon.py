@@ -61,6 +61,7 @@ CASES = [
 ]
 
 
+@pytest.mark.csaslauthd
 def test_real_testsaslauthd_gets_saslauthds_answers(users):
     run_cases(users, CASES)
     results = [(r["login"], r["result"]) for r in users.audit()]
@@ -68,6 +69,7 @@ def test_real_testsaslauthd_gets_saslauthds_answers(users):
     assert ("nobody", "unknown") in results and ("carol", "fail") in results
 
 
+@pytest.mark.csaslauthd
 def test_same_answers_with_the_cache_on(daemon_factory):
     d = daemon_factory(args=["-c"])
     need("testsaslauthd")
@@ -82,6 +84,7 @@ def test_same_answers_with_the_cache_on(daemon_factory):
     assert all(r["result"] == "ok" for r in hits)
 
 
+@pytest.mark.csaslauthd
 def test_realm_join_flag_r_uses_login_at_realm(daemon_factory):
     d = daemon_factory(args=["-r"])
     need("testsaslauthd")
@@ -129,6 +132,7 @@ def raw(d, payload: bytes, timeout=5.0) -> str | None:
             return None
 
 
+@pytest.mark.csaslauthd
 def test_four_and_five_field_clients_are_answered_at_once(users):
     for payload in (protocol.format_request("alice", PASSWORDS[0], "smtp", ""),
                     protocol.format_request("alice", PASSWORDS[0], "smtp", "", "192.0.2.1;25"),
@@ -139,6 +143,7 @@ def test_four_and_five_field_clients_are_answered_at_once(users):
     assert users.audit()[-2]["client"] == "192.0.2.1;25"
 
 
+@pytest.mark.csaslauthd
 def test_bad_requests_get_saslauthds_answers_and_the_daemon_stays_up(users):
     assert raw(users, protocol.format_request("", "pw", "", "")) == "NO NULL login received"
     assert raw(users, protocol.format_request("alice", "", "", "")) == "NO NULL password received"

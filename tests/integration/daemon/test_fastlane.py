@@ -112,6 +112,7 @@ def probes(user: str) -> dict[str, tuple[list[bytes], bool, str]]:
     }
 
 
+@pytest.mark.csaslauthd
 def test_every_probe_gets_the_c_daemons_answer(account, c_daemon, ours):
     for name, (pieces, half, expected) in probes(account).items():
         for path in (c_daemon.mux, ours.mux):
@@ -128,6 +129,7 @@ def test_every_probe_gets_the_c_daemons_answer(account, c_daemon, ours):
     assert asked <= lane["answered"] + lane["handed_over"] <= st["connections"]
 
 
+@pytest.mark.csaslauthd
 @pytest.mark.parametrize("cached", [True, False], ids=["cache hit", "backend answer"])
 def test_twenty_half_closing_clients_in_parallel_all_get_their_answer(
         account, c_daemon, daemon_factory, cached):

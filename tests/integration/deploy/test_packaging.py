@@ -187,6 +187,7 @@ def test_defaults_files_give_arguments_the_daemon_accepts(defaults):
     assert cfg.foreground
 
 
+@pytest.mark.csaslauthd
 def test_wrapper_execs_the_daemon(tmp_path):
     """The whole chain systemd runs: environment file variables -> saslauthpy-env ->
     the daemon, answering the real testsaslauthd."""
@@ -300,6 +301,7 @@ def activator(tmp_path):
     a.close()
 
 
+@pytest.mark.csaslauthd
 def test_socket_activation_answers_through_the_passed_socket(activator):
     need("testsaslauthd")
     harness.admin(activator.config, "user", "add", "sam", password="activated")

@@ -55,11 +55,13 @@ def auth(port: int, mech: str, user: str, password: str, *extra: str):
     return swaks(port, "--auth", mech, "--auth-user", user, "--auth-password", password, *extra)
 
 
+@pytest.mark.postfix
 def test_postfix_offers_plain_and_login(postfix):
     res = swaks(postfix.port, "--quit-after", "EHLO")
     assert "250-AUTH PLAIN LOGIN" in res.stdout
 
 
+@pytest.mark.postfix
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
 def test_good_password_authenticates_and_relays(postfix, daemon, mech):
     res = auth(postfix.port, mech, "alice", "Wonder land 1")
@@ -71,6 +73,7 @@ def test_good_password_authenticates_and_relays(postfix, daemon, mech):
     assert (rec["service"], rec["realm"], rec["result"]) == ("smtp", "", "ok")
 
 
+@pytest.mark.postfix
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
 def test_wrong_password_is_refused(postfix, daemon, mech):
     res = auth(postfix.port, mech, "alice", "wonder land 1")
@@ -79,12 +82,14 @@ def test_wrong_password_is_refused(postfix, daemon, mech):
     assert audit_for(daemon, "alice")[-1]["result"] == "fail"
 
 
+@pytest.mark.postfix
 def test_unknown_user_is_refused(postfix, daemon):
     res = auth(postfix.port, "PLAIN", "mallory", "anything")
     assert "535 5.7.8 Error: authentication failed" in res.stdout
     assert audit_for(daemon, "mallory")[-1]["result"] in ("unknown", "fail")
 
 
+@pytest.mark.postfix
 def test_user_at_realm_login(postfix, daemon):
     """libsasl splits ``bob@example.com`` at the last ``@``: login bob, realm example.com."""
     res = auth(postfix.port, "LOGIN", "bob@example.com", "b0b's pass")
@@ -100,12 +105,14 @@ def test_user_at_realm_login(postfix, daemon):
     assert "535 5.7.8" in res.stdout
 
 
+@pytest.mark.postfix
 def test_relay_denied_without_auth(postfix):
     res = swaks(postfix.port, "--quit-after", "RCPT")
     assert "554 5.7.1 <someone@outside.example>: Relay access denied" in res.stdout
     assert "Relay access denied" in postfix.log()
 
 
+@pytest.mark.postfix
 def test_relay_denied_after_failed_auth(postfix):
     res = auth(postfix.port, "PLAIN", "alice", "nope", "--quit-after", "RCPT")
     assert "535 " in res.stdout
@@ -148,6 +155,7 @@ def test_realm_join_flag_with_postfix(base):
         d.stop()
 
 
+@pytest.mark.postfix
 def test_a_start_that_times_out_leaves_no_master(base, daemon):
     """PostfixServer.start stops master when smtpd does not greet in time: a fixture or
     ``with`` whose start raised never reaches its stop, so master would run on."""

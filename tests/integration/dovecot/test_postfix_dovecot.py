@@ -49,11 +49,13 @@ def records(daemon, login: str) -> list[tuple]:
             if r["login"] == login]
 
 
+@pytest.mark.postfix
 def test_postfix_offers_what_the_handshake_lists(postfix):
     res = swaks(postfix.port, "--quit-after", "EHLO")
     assert "250-AUTH PLAIN LOGIN" in res.stdout, res.stdout + postfix.log()
 
 
+@pytest.mark.postfix
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
 def test_good_password_relays_and_the_audit_has_the_client_address(postfix, daemon, mech):
     res = login(postfix.port, mech, "alice", "Wonder land 1", source="127.0.0.2")
@@ -64,6 +66,7 @@ def test_good_password_relays_and_the_audit_has_the_client_address(postfix, daem
     assert daemon.audit()[-1]["service"] == "smtp"
 
 
+@pytest.mark.postfix
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
 def test_wrong_password_gets_535(postfix, daemon, mech):
     res = login(postfix.port, mech, "bob@example.com", f"not bob's {mech}", source="127.0.0.5")
@@ -73,6 +76,7 @@ def test_wrong_password_gets_535(postfix, daemon, mech):
     assert (rec["realm"], rec["client"], rec["result"]) == ("example.com", "127.0.0.5", "fail")
 
 
+@pytest.mark.postfix
 def test_guesser_slows_itself_not_the_user_at_her_known_address(postfix, daemon):
     """alice logs in from 127.0.0.2.  A guesser at 127.0.0.3 raises alice's penalty and
     its own; alice at 127.0.0.2 still gets in at once, a guess for her from a third, new

@@ -12,6 +12,8 @@ from __future__ import annotations
 import pytest
 from dovecot_auth import EOF_MARK, AuthClient, ReferenceDovecot, auth_line, b64, plain
 
+pytestmark = pytest.mark.dovecot  # the reference is a real Dovecot auth process
+
 HELLO = b"VERSION\t1\t0\nCPID\t4242\n"
 USERS = {"alice": "secret"}
 

@@ -146,6 +146,7 @@ def compare(name: str, spec: tuple, tmp_path: Path, daemon_factory) -> None:
     assert {case for case in cases if mine[case].startswith("0: OK")} == expected_ok
 
 
+@pytest.mark.csaslauthd
 @pytest.mark.parametrize("name", NAMES)
 def test_same_answers_as_c_saslauthd(name, slapd, ca, tmp_path, daemon_factory):
     compare(name, configs(slapd, ca)[name], tmp_path, daemon_factory)
@@ -175,12 +176,14 @@ SASL_NAMES = ["digest-md5", "digest-md5 without ldap_id", "plain without ldap_id
               "external over ldapi, custom"]
 
 
+@pytest.mark.csaslauthd
 @pytest.mark.parametrize("name", SASL_NAMES)
 def test_sasl_binds_same_answers_as_c_saslauthd(name, sasl_slapd, ca, tmp_path,
                                                 daemon_factory):
     compare(name, sasl_configs(sasl_slapd, ca)[name], tmp_path, daemon_factory)
 
 
+@pytest.mark.csaslauthd
 def test_external_user_binds_c_accepts_any_password_ours_refuses_to_start(
         sasl_slapd, tmp_path, daemon_factory):
     """EXTERNAL with the default method (bind, which SASL turns into fastbind): the C
@@ -202,6 +205,7 @@ def test_external_user_binds_c_accepts_any_password_ours_refuses_to_start(
     assert "cannot check a password" in d.stderr()
 
 
+@pytest.mark.csaslauthd
 def test_custom_accepts_schemes_saslauthd_cannot(slapd, tmp_path, daemon_factory):
     """{SSHA512} and {ARGON2} via custom: NO from the C saslauthd (#794), OK from ours."""
     conf = tmp_path / "saslauthd.conf"
@@ -223,6 +227,7 @@ def test_misspelt_key_stops_the_start_naming_it(tmp_path, daemon_factory):
     assert "ldap_search_base" in errors[0]  # the suggestion
 
 
+@pytest.mark.csaslauthd
 def test_failover_through_the_daemon(tmp_path, daemon_factory):
     one = Slapd(tmp_path / "one").start()
     two = Slapd(tmp_path / "two").start()

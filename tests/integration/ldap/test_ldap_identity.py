@@ -4,6 +4,7 @@ directory takes for the same entry) reach the penalty of as many plain guesses."
 
 from __future__ import annotations
 
+import pytest
 from harness import need, testsaslauthd
 from ldap_server import BASE_DN, SERVICE_DN, SERVICE_PW
 
@@ -11,6 +12,7 @@ VARIANTS = [("alice", "x1.example"), ("ALICE", None), (" alice", None), ("alice 
             ("Alice", "x3.example"), (" aLiCe  ", "example.org")]
 
 
+@pytest.mark.csaslauthd
 def test_variants_of_a_login_count_as_one_account(slapd, tmp_path, daemon_factory):
     need("testsaslauthd")
     conf = tmp_path / "saslauthd.conf"

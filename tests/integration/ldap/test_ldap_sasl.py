@@ -182,6 +182,7 @@ def ask(mux, login: str, password: str, realm: str | None = None) -> str:
     return testsaslauthd(mux, login, password, realm=realm, service="imap").stdout.strip()
 
 
+@pytest.mark.csaslauthd
 def test_daemon_digest_md5_fastbind_with_group(slapd, tmp_path, daemon_factory):
     conf = tmp_path / "saslauthd.conf"
     conf.write_text(digest(slapd.uri, extra=f"ldap_group_dn: {MAILUSERS_DN}\n"))

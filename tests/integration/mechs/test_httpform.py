@@ -98,6 +98,7 @@ def test_saslauthd_conf_keys(form_server, tmp_path):
         Backend(Config(mech_options=str(conf)), {})
 
 
+@pytest.mark.csaslauthd
 def test_through_the_daemon_with_testsaslauthd(daemon_factory, form_server):
     need("testsaslauthd")
     d = daemon_factory(args=["-a", "httpform", "-V"],
@@ -112,6 +113,7 @@ def test_through_the_daemon_with_testsaslauthd(daemon_factory, form_server):
         ("alice", "fail", "httpform"), ("nosuchuser", "fail", "httpform")]
 
 
+@pytest.mark.csaslauthd
 def test_server_down_through_the_daemon(daemon_factory):
     need("testsaslauthd")
     url = f"http://127.0.0.1:{free_port()}/login"

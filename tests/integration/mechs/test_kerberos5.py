@@ -143,6 +143,7 @@ def test_a_spoofed_kdc_cannot_say_yes(tmp_path, monkeypatch, kdc):
         spoof.stop()
 
 
+@pytest.mark.csaslauthd
 def test_through_the_daemon_with_testsaslauthd(daemon_factory, kdc):
     need("testsaslauthd")
     d = daemon_factory(args=["-a", "kerberos5", "-V"], config=NO_THROTTLE, env=kdc.env)

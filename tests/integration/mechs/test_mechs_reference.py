@@ -24,6 +24,7 @@ def both(tmp_path, daemon_factory, mech, args=(), env=None):
     return ours, CSaslauthd(tmp_path, mech, args=tuple(args), env=env)
 
 
+@pytest.mark.csaslauthd
 def test_rimap_same_answers_as_c_saslauthd(tmp_path, daemon_factory, dovecot):
     rows = [
         ("good", "alice", IMAP["alice"], "imap", "", "OK"),
@@ -42,6 +43,7 @@ def test_rimap_same_answers_as_c_saslauthd(tmp_path, daemon_factory, dovecot):
         assert compare(c.mux, ours.mux, rows) == []
 
 
+@pytest.mark.csaslauthd
 def test_rimap_server_down_both_say_no(tmp_path, daemon_factory):
     ours, c = both(tmp_path, daemon_factory, "rimap", ["-O", f"127.0.0.1/{free_port()}"])
     with c:
@@ -49,6 +51,7 @@ def test_rimap_server_down_both_say_no(tmp_path, daemon_factory):
     assert ours.audit()[0]["result"] == "tempfail"  # ours also says why, and never caches it
 
 
+@pytest.mark.csaslauthd
 def test_kerberos5_same_answers_as_c_saslauthd(tmp_path, daemon_factory, kdc):
     rows = [
         ("good", "alice", KRB["alice"], "imap", "", "OK"),
@@ -75,6 +78,7 @@ def test_kerberos5_same_answers_as_c_saslauthd(tmp_path, daemon_factory, kdc):
         assert verdict(ask(c.mux, *joined)) == "NO" and verdict(ours.ask(*joined)) == "OK"
 
 
+@pytest.mark.csaslauthd
 def test_kerberos5_kdc_down_both_say_no(tmp_path, daemon_factory, kdc):
     ours, c = both(tmp_path, daemon_factory, "kerberos5", env=kdc.env)
     with c:
@@ -87,6 +91,7 @@ def test_kerberos5_kdc_down_both_say_no(tmp_path, daemon_factory, kdc):
     assert ours.audit()[-1]["result"] == "tempfail"
 
 
+@pytest.mark.csaslauthd
 def test_kerberos5_a_spoofed_kdc_cannot_say_yes_to_either(tmp_path, daemon_factory, kdc):
     # krb5.conf points at another KDC of the same realm, same user and password, its own
     # host key; the keytab is the real KDC's: the keytab check must fail in both daemons

@@ -106,6 +106,7 @@ def test_starttls_to_a_plain_port_of_a_server_without_tls(tmp_path):
     assert answer.result is Result.TEMPFAIL and "STARTTLS refused" in answer.reason
 
 
+@pytest.mark.csaslauthd
 def test_through_the_daemon_with_testsaslauthd(daemon_factory, dovecot):
     need("testsaslauthd")
     d = daemon_factory(args=["-a", "rimap", "-O", f"127.0.0.1/{dovecot.imap_port}", "-V"],
@@ -122,6 +123,7 @@ def test_through_the_daemon_with_testsaslauthd(daemon_factory, dovecot):
     assert all(e["backend"] == "rimap" for e in d.audit())
 
 
+@pytest.mark.csaslauthd
 def test_server_down_through_the_daemon_is_no_and_audited_as_tempfail(daemon_factory):
     need("testsaslauthd")
     d = daemon_factory(args=["-a", "rimap", "-O", f"127.0.0.1/{free_port()}"],

@@ -388,6 +388,7 @@ def _settled_scrape(path) -> bytes:
     return body
 
 
+@pytest.mark.csaslauthd
 def test_scrape_matches_requests_made(daemon_factory, tmp_path):
     """Requests through the socket with the real testsaslauthd; the scrape counts exactly
     those, and agrees request by request with the audit log."""

@@ -85,6 +85,7 @@ def test_openssl_passwd(flag, prefix):
 
 # --- slappasswd (Debian slapd) --------------------------------------------------------------------
 
+@pytest.mark.slapd
 @pytest.mark.parametrize("scheme", ["{SSHA}", "{SHA}", "{MD5}", "{SMD5}", "{CRYPT}"])
 def test_slappasswd(scheme, tmp_path):
     need("slappasswd")
@@ -99,6 +100,7 @@ def test_slappasswd(scheme, tmp_path):
     assert_verifies(scheme.lower() + h[len(scheme):])
 
 
+@pytest.mark.slapd
 def test_slappasswd_crypt_default_is_des_like():
     need("slappasswd")
     h = run("slappasswd", "-h", "{CRYPT}", "-s", "secret12")
@@ -126,6 +128,7 @@ DOVECOT_SCHEMES = [
 ]
 
 
+@pytest.mark.dovecot
 @pytest.mark.parametrize("scheme", DOVECOT_SCHEMES)
 def test_doveadm_pw(scheme):
     h = doveadm_pw(scheme)
@@ -134,6 +137,7 @@ def test_doveadm_pw(scheme):
     assert_verifies(h.replace(h[1:h.index("}")], h[1:h.index("}")].lower(), 1))
 
 
+@pytest.mark.dovecot
 def test_doveadm_md5_is_md5_crypt_and_plain_md5_payloads():
     """Dovecot's {MD5} is MD5-CRYPT; an LDAP {MD5} is base64 of the digest; both verify, and so
     does a hex digest under {MD5} (Dovecot accepts it: checked with doveadm pw -t)."""
@@ -148,6 +152,7 @@ def test_doveadm_md5_is_md5_crypt_and_plain_md5_payloads():
         run(*DOVEADM, "pw", "-t", "{MD5}" + payload, "-p", PW)  # the reference agrees
 
 
+@pytest.mark.dovecot
 def test_doveadm_pbkdf2_format():
     h = doveadm_pw("PBKDF2")
     _, one, salt, rounds, digest = h[len("{PBKDF2}"):].split("$")
@@ -155,6 +160,7 @@ def test_doveadm_pbkdf2_format():
     assert_verifies(h)
 
 
+@pytest.mark.dovecot
 def test_our_hashes_pass_doveadm_pw_t():
     """Every hash_password() scheme with a Dovecot name is accepted by `doveadm pw -t`."""
     need("doveadm")
@@ -232,6 +238,7 @@ def test_python_argon2(kind):
     assert_verifies("{ARGON2}" + h)  # OpenLDAP's pw-argon2 prefix for either variant
 
 
+@pytest.mark.dovecot
 def test_without_libxcrypt_bcrypt_still_works(monkeypatch):
     """Where libxcrypt cannot be loaded, bcrypt hashes verify through the bcrypt package, new
     hashes fall back to bcrypt cost 12, and other crypt(3) hashes are simply False."""
@@ -431,6 +438,8 @@ def _reference_rows() -> dict[str, str]:
     return rows
 
 
+@pytest.mark.csaslauthd
+@pytest.mark.dovecot
 def test_daemon_answers_testsaslauthd_for_every_reference_hash(daemon_factory, tmp_path):
     import sqlite3
 

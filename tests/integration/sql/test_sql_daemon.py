@@ -23,6 +23,7 @@ def _client():
     need("testsaslauthd")
 
 
+@pytest.mark.csaslauthd
 def test_postfixadmin_mailbox_through_testsaslauthd(server_url, reference_hashes,
                                                     daemon_factory):
     users = fill_mailbox(server_url, reference_hashes)
@@ -46,6 +47,7 @@ def test_postfixadmin_mailbox_through_testsaslauthd(server_url, reference_hashes
     assert ("nobody@example.com", "unknown") in results
 
 
+@pytest.mark.csaslauthd
 def test_builtin_table_on_postgresql_with_admin_and_r(pg_url, daemon_factory, tmp_path):
     """saslauthpy-admin manages the built-in table in PostgreSQL; -r joins login@realm and
     still finds the (login, realm) row."""
@@ -69,6 +71,7 @@ def test_builtin_table_on_postgresql_with_admin_and_r(pg_url, daemon_factory, tm
     assert any(r["reason"] == "account disabled" for r in d.audit())
 
 
+@pytest.mark.csaslauthd
 def test_database_stop_gives_no_with_tempfail_then_recovers(private_pg, daemon_factory):
     url = private_pg.url
     d = daemon_factory(config={"sql": {"url": url, "connect_timeout": 2,

@@ -58,11 +58,13 @@ def assert_same_answers(tmp_path, daemon_factory, mech, rows, config=None, sasld
         assert compare(c.mux, ours.mux, rows) == []
 
 
+@pytest.mark.csaslauthd
 def test_shadow_same_answers_as_c_saslauthd(tmp_path, daemon_factory, accounts):
     rows = system_rows(accounts, "smtp", check_expiry=True)
     assert_same_answers(tmp_path, daemon_factory, "shadow", rows)
 
 
+@pytest.mark.csaslauthd
 def test_getpwent_same_answers_as_c_saslauthd(tmp_path, daemon_factory, accounts):
     rows = system_rows(accounts, "imap", check_expiry=False)
     # getpwent reads pw_passwd: put each hash into /etc/passwd (a non-shadowed account)
@@ -74,6 +76,7 @@ def test_getpwent_same_answers_as_c_saslauthd(tmp_path, daemon_factory, accounts
     assert_same_answers(tmp_path, daemon_factory, "getpwent", rows)
 
 
+@pytest.mark.csaslauthd
 def test_pam_same_answers_as_c_saslauthd(tmp_path, daemon_factory, accounts):
     with PamService() as service:
         rows = system_rows(accounts, service.name, check_expiry=True)
@@ -85,6 +88,8 @@ def test_pam_same_answers_as_c_saslauthd(tmp_path, daemon_factory, accounts):
                             config={"pam": {"services": ["*"]}})
 
 
+@pytest.mark.csaslauthd
+@pytest.mark.sasldb
 def test_sasldb_same_answers_as_c_saslauthd(tmp_path, daemon_factory):
     need("saslpasswd2")
     db = tmp_path / "sasldb2"

@@ -39,6 +39,8 @@ def check(path, login, password, realm="") -> Result:
         Request(login, password.encode(), "smtp", realm)).result
 
 
+@pytest.mark.csaslauthd
+@pytest.mark.sasldb
 def test_reads_what_saslpasswd2_wrote(tmp_path, daemon_factory):
     db = tmp_path / "sasldb2"
     saslpasswd2(db, "alice", "alice-pw")
@@ -57,6 +59,8 @@ def test_reads_what_saslpasswd2_wrote(tmp_path, daemon_factory):
     assert d2.ask("alice", "alice-pw") == "OK"
 
 
+@pytest.mark.csaslauthd
+@pytest.mark.sasldb
 def test_admin_user_is_accepted_by_c_saslauthd_and_listed(tmp_path):
     db = tmp_path / "sasldb2"
     saslpasswd2(db, "carol", "carol-pw")  # an existing file, as on a real host
@@ -91,6 +95,7 @@ def test_admin_user_is_accepted_by_c_saslauthd_and_listed(tmp_path):
     assert res.returncode != 0 and "already exists" in res.stderr
 
 
+@pytest.mark.sasldb
 def test_new_berkeley_file_is_readable_by_saslpasswd2_tools(tmp_path):
     db = tmp_path / "fresh"
     Store(Config(), {"path": str(db)}).add("frank", "", b"frank-pw")
@@ -174,6 +179,7 @@ def test_no_torn_reads_while_writing(tmp_path, fmt):
     assert backend.check(Request("moving", b"pw-59", "", "r")).result is Result.OK
 
 
+@pytest.mark.sasldb
 def test_backup_keeps_previous_version(tmp_path):
     db = tmp_path / "sasldb2"
     saslpasswd2(db, "lee", "old-pw")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from harness import need, testsaslauthd
 
 GOOD = "Identity-good-1"
@@ -30,6 +31,7 @@ def level(d, login: str, realm: str | None = None) -> int:
     return max((k["level"] for k in reply["keys"]), default=0)
 
 
+@pytest.mark.csaslauthd
 def test_shadow_realm_variants_count_as_one_account(daemon_factory, accounts):
     victim, other = accounts.add(GOOD), accounts.add(GOOD)
     d = daemon_factory(args=["-a", "shadow"], config=THROTTLE)
@@ -50,6 +52,7 @@ def test_shadow_realm_variants_count_as_one_account(daemon_factory, accounts):
     assert level(d, victim) == 0  # a success clears the account it reached
 
 
+@pytest.mark.csaslauthd
 def test_a_chain_counts_every_account_and_clears_only_the_one_that_said_ok(
         daemon_factory, accounts):
     """-a sql,shadow: a guess at victim@x reaches the SQL row (victim, x) and the local
@@ -68,6 +71,7 @@ def test_a_chain_counts_every_account_and_clears_only_the_one_that_said_ok(
     assert level(d, victim, "") == GUESSES
 
 
+@pytest.mark.csaslauthd
 def test_the_user_of_an_account_nobody_guesses_waits_nothing(daemon_factory, accounts):
     victim, legit = accounts.add(GOOD), accounts.add(GOOD)
     d = daemon_factory(args=["-a", "shadow"], config={
@@ -96,6 +100,7 @@ def test_the_user_of_an_account_nobody_guesses_waits_nothing(daemon_factory, acc
     assert len(mine) == 5 and all(r["result"] == "ok" and r["delay"] == 0 for r in mine)
 
 
+@pytest.mark.csaslauthd
 def test_throttle_clear_by_login(daemon_factory, accounts):
     a, b = accounts.add(GOOD), accounts.add(GOOD)
     d = daemon_factory(args=["-a", "shadow"], config=THROTTLE)
@@ -111,6 +116,7 @@ def test_throttle_clear_by_login(daemon_factory, accounts):
     assert reply["ok"] is False and "login" in reply["error"]
 
 
+@pytest.mark.csaslauthd
 def test_a_cached_password_waits_for_the_accounts_penalty_whatever_the_spelling(
         daemon_factory, accounts):
     """The fast lane answers a cached good password at once only when no penalty is
