@@ -42,6 +42,24 @@ def daemon_factory(tmp_path):
 
 
 @pytest.fixture
+def server_factory(tmp_path):
+    """``server_factory(config={...}, args=[...])``: the real server started inside the test
+    process (tests/helpers/inprocess.py), on the embedded SQLite store; all stopped after."""
+    from inprocess import InProcessServer
+
+    started: list[InProcessServer] = []
+
+    def start(config=None, args=None):
+        server = InProcessServer(tmp_path / f"s{len(started)}", config=config, args=args)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
 def daemon(daemon_factory):
     """A daemon on the embedded SQLite store with default settings."""
     return daemon_factory()

@@ -180,20 +180,17 @@ class SocketActivated:
         self.notify.close()
 
 
-class Daemon:
-    """A running saslauthpy in its own run directory."""
+class Instance:
+    """The files of one saslauthpy under ``tmp`` (run directory, audit log, TOML config, the
+    embedded SQLite store) and what a test asks it; ``Daemon`` runs it as a process,
+    ``inprocess.InProcessServer`` in the test's own."""
 
-    def __init__(self, tmp: Path, args: list[str] | None = None,
-                 config: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-                 nofile: tuple[int, int | None] | None = None):
-        """``nofile``: start the daemon under this (soft, hard) open-file limit (None:
-        the hard limit as it is)."""
+    def __init__(self, tmp: Path, config: dict[str, Any] | None = None):
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.run_dir = self.tmp / "run"
         self.mux = self.run_dir / "mux"
         self.audit_path = self.tmp / "audit.log"
-        self.stderr_path = self.tmp / "daemon.stderr"
         self.config_path = self.tmp / "saslauthpy.toml"
         defaults = {
             "run_dir": str(self.run_dir),
@@ -202,6 +199,35 @@ class Daemon:
         }
         self.config = merge(defaults, config or {})
         self.config_path.write_text(toml_dumps(self.config))
+
+    def ask(self, *args: Any, **kw: Any) -> str:
+        return ask(self.mux, *args, **kw)
+
+    def admin(self, *args: str, **kw: Any) -> subprocess.CompletedProcess:
+        return admin(self.config_path, *args, **kw)
+
+    def control(self, **request: Any) -> dict[str, Any]:
+        """One command on the control socket, e.g. ``control(cmd="throttle-show")``."""
+        return control(self.run_dir / "saslauthpy.control", request)
+
+    def audit(self) -> list[dict[str, Any]]:
+        import json
+
+        if not self.audit_path.exists():
+            return []
+        return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line]
+
+
+class Daemon(Instance):
+    """A running saslauthpy in its own run directory."""
+
+    def __init__(self, tmp: Path, args: list[str] | None = None,
+                 config: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+                 nofile: tuple[int, int | None] | None = None):
+        """``nofile``: start the daemon under this (soft, hard) open-file limit (None:
+        the hard limit as it is)."""
+        super().__init__(tmp, config)
+        self.stderr_path = self.tmp / "daemon.stderr"
         self.args = list(args or [])
         self.env = {**python_env(), **(env or {})}
         self.nofile = nofile
@@ -238,28 +264,11 @@ class Daemon:
                 time.sleep(0.05)
         raise RuntimeError(f"daemon did not listen on {self.mux}: {self.stderr()}")
 
-    def ask(self, *args: Any, **kw: Any) -> str:
-        return ask(self.mux, *args, **kw)
-
-    def admin(self, *args: str, **kw: Any) -> subprocess.CompletedProcess:
-        return admin(self.config_path, *args, **kw)
-
-    def control(self, **request: Any) -> dict[str, Any]:
-        """One command on the control socket, e.g. ``control(cmd="throttle-show")``."""
-        return control(self.run_dir / "saslauthpy.control", request)
-
     def stderr(self) -> str:
         try:
             return self.stderr_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
-
-    def audit(self) -> list[dict[str, Any]]:
-        import json
-
-        if not self.audit_path.exists():
-            return []
-        return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line]
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
