@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from tmpfiles import EXISTS, MISSING, in_tmp
 
 from saslauthpy.backends.httpform import Backend
 from saslauthpy.backends.httpform.form import (
@@ -76,10 +77,10 @@ def test_url_or_host_port_uri():
     ({"uri": "/x", "port": "80"}, "expected a number"),
     ({"uri": "/x", "data": ""}, "needs the form"),
     ({"uri": "/x", "timeout": 0}, "timeout: must be positive"),
-    ({"uri": "/x", "ca_file": "/etc/hostname"}, "ca_file is set but the URL is http://"),
-    ({"url": "https://x/", "ca_file": "/nonexistent"}, "missing or not readable"),
+    ({"uri": "/x", "ca_file": EXISTS}, "ca_file is set but the URL is http://"),
+    ({"url": "https://x/", "ca_file": MISSING}, "missing or not readable"),
     ({"uri": "/x", "method": "GET"}, "unknown key 'method'"),
 ])
-def test_bad_settings_are_refused(options, text):
+def test_bad_settings_are_refused(tmp_path, options, text):
     with pytest.raises(ConfigError, match=text):
-        make(**options)
+        make(**in_tmp(tmp_path, options))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from tmpfiles import EXISTS, MISSING, in_tmp
 
 from saslauthpy.backends.rimap import Backend
 from saslauthpy.backends.rimap.imap import (
@@ -107,10 +108,10 @@ def test_bad_server_forms_are_refused_with_the_fix(raw, fix):
 @pytest.mark.parametrize("options,text", [
     ({"tls": "ssl"}, "tls: 'ssl' is not one of none, starttls, imaps"),
     ({"timeout": 0}, "timeout: must be positive"),
-    ({"ca_file": "/etc/hostname"}, "ca_file is set but tls is"),
-    ({"tls": "imaps", "ca_file": "/nonexistent.pem"}, "missing or not readable"),
+    ({"ca_file": EXISTS}, "ca_file is set but tls is"),
+    ({"tls": "imaps", "ca_file": MISSING}, "missing or not readable"),
     ({"port": 143}, "unknown key 'port'"),
 ])
-def test_bad_options_are_refused(options, text):
+def test_bad_options_are_refused(tmp_path, options, text):
     with pytest.raises(ConfigError, match=text):
-        Backend(Config(), {"server": "mail", **options})
+        Backend(Config(), {"server": "mail", **in_tmp(tmp_path, options)})

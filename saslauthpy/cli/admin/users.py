@@ -23,6 +23,7 @@ from . import controlclient, hostconfig
 from .output import Fail, Output
 
 MUST_FLUSH = {"passwd", "delete", "disable"}
+CREATE = {"add", "import", "init"}  # the actions that may create the store --file names
 
 
 def open_store(args: argparse.Namespace, view: hostconfig.DaemonView) -> tuple[Store, str]:
@@ -30,10 +31,23 @@ def open_store(args: argparse.Namespace, view: hostconfig.DaemonView) -> tuple[S
     cls = store_class(name)
     options = load(cls.Options, view.config.section(name), f"[{name}] ")
     if args.file:
+        check_file(args.file, creates=getattr(args, "action", "init") in CREATE)
         key = "url" if name == "sql" else "path"
         value = "sqlite:///" + os.path.abspath(args.file) if name == "sql" else args.file
         options = dataclasses.replace(options, **{key: value})
     return cls(view.config, options), name
+
+
+def check_file(path: str, creates: bool) -> None:
+    """``--file PATH`` must name a file, or one to create in a folder that exists: a typo
+    must not leave new folders (or an empty store) behind."""
+    if os.path.exists(path):
+        return
+    if not creates:
+        raise Fail(f"--file {path}: no such file ('user add' or 'init' creates a store)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise Fail(f"--file {path}: no such directory {parent}")
 
 
 def who(login: str, realm: str | None) -> str:

@@ -352,3 +352,29 @@ def test_a_store_that_cannot_be_reached_is_one_line(tmp_path):
     res = admin("user", "list", "--config", str(cfg))
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "saslauthpy-admin: " in res.stderr
+
+
+@pytest.mark.parametrize("words, needle", [
+    (("user", "list"), "no such file ('user add' or 'init' creates a store)"),
+    (("user", "delete", "bob"), "no such file"),
+    (("init",), "no such directory"),
+    (("user", "add", "bob", "--password-stdin"), "no such directory"),
+])
+def test_a_file_that_is_not_there_is_reported_and_no_folder_is_made(tmp_path, words, needle):
+    missing = tmp_path / "not-here" / "deeper"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("")
+    res = admin("--config", str(cfg), *words, "--file", str(missing / "x.db"), input="pw\n")
+    assert res.returncode == 1 and f"--file {missing / 'x.db'}: " in res.stderr
+    assert needle in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "not-here").exists()
+
+
+def test_a_file_in_a_folder_that_exists_is_created_by_add(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("")
+    db = tmp_path / "new.db"
+    res = admin("--config", str(cfg), "user", "add", "bob", "--password-stdin", "--file",
+                str(db), input="pw\n")
+    assert res.returncode == 0, res.stderr
+    assert admin("--config", str(cfg), "user", "list", "--file", str(db)).stdout.split() == ["bob"]
