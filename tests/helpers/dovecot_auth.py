@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from harness import need
-from postfix_server import alive
+from postfix_server import pid_in, wait_gone
 
 EOF_MARK = b"<EOF>"
 
@@ -170,18 +170,13 @@ class ReferenceDovecot:
         raise RuntimeError(f"dovecot did not listen on {self.socket}: {self.log()}")
 
     def master_pid(self) -> int | None:
-        try:
-            return int((self.base / "run" / "master.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
+        return pid_in(self.base / "run" / "master.pid")
 
     def stop(self) -> None:
         pid = self.master_pid()
         subprocess.run([need("dovecot"), "-c", str(self.conf), "stop"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
-        deadline = time.monotonic() + 15
-        while pid and alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_gone(pid)
 
     def log(self) -> str:
         try:

@@ -29,13 +29,14 @@ or /var/lib/ldap, and ``stop()`` kills only the process it started.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 from urllib.parse import quote
+
+from harness import need
 
 DATA = Path(__file__).resolve().parents[1] / "integration" / "ldap" / "data"
 
@@ -85,13 +86,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _need(program: str) -> str:
-    for where in (shutil.which(program), f"/usr/sbin/{program}"):
-        if where and Path(where).exists():
-            return where
-    raise RuntimeError(f"{program} is not installed: .ci/setup.d/50-ldap.sh installs it")
-
-
 class TestCA:
     """A throw-away CA and a server certificate for 127.0.0.1/localhost, made with openssl."""
 
@@ -106,7 +100,7 @@ class TestCA:
         self.key = self.dir / "server.key"
         self.client_cert = self.dir / "client.pem"
         self.client_key = self.dir / "client.key"
-        openssl = _need("openssl")
+        openssl = need("openssl")
 
         def run(*args: str) -> None:
             subprocess.run([openssl, *args], check=True, capture_output=True, cwd=self.dir)
@@ -156,7 +150,7 @@ class Slapd:
         self._ldapi_uri = ldapi_uri
         self.conf.write_text(text)
         (self.dir / "data").mkdir(exist_ok=True)
-        subprocess.run([_need("slapadd"), "-q", "-f", str(self.conf), "-l",
+        subprocess.run([need("slapadd"), "-q", "-f", str(self.conf), "-l",
                         str(ldif or DATA / "example.ldif")],
                        check=True, capture_output=True)
 
@@ -184,7 +178,7 @@ class Slapd:
         urls = f"{self.uri} {self.ldapi_uri}" + (f" {self.ldaps_uri}" if self.ldaps_port else "")
         self._log = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [_need("slapd"), "-f", str(self.conf), "-h", urls, "-n", "saslauthpy-test-slapd",
+            [need("slapd"), "-f", str(self.conf), "-h", urls, "-n", "saslauthpy-test-slapd",
              "-d", "0"],
             stdout=self._log, stderr=self._log, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -200,7 +194,7 @@ class Slapd:
 
     def _answers(self) -> bool:
         res = subprocess.run(
-            [_need("ldapsearch"), "-x", "-H", self.uri, "-b", "", "-s", "base",
+            [need("ldapsearch"), "-x", "-H", self.uri, "-b", "", "-s", "base",
              "-o", "nettimeout=1", "(objectClass=*)", "1.1"], capture_output=True)
         # 0, or a refusal with the server's result code (a slapd that allows no anonymous
         # bind); 255 is libldap's "Can't contact LDAP server"
@@ -229,7 +223,7 @@ class Slapd:
         self.proc.send_signal(signal.SIGCONT)
 
     def _admin(self, program: str, *args: str, stdin: str | None = None) -> str:
-        res = subprocess.run([_need(program), "-x", "-H", self.uri, "-D", ADMIN_DN, "-w", ADMIN_PW,
+        res = subprocess.run([need(program), "-x", "-H", self.uri, "-D", ADMIN_DN, "-w", ADMIN_PW,
                               *args], input=stdin, capture_output=True, text=True, timeout=30)
         if res.returncode != 0:
             raise RuntimeError(f"{program} failed ({res.returncode}): {res.stderr.strip()}")

@@ -199,10 +199,7 @@ class PostfixServer:
         raise RuntimeError(f"postfix did not answer on port {self.port}:\n{log}")
 
     def master_pid(self) -> int | None:
-        try:
-            return int((self.queue_dir / "pid" / "master.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
+        return pid_in(self.queue_dir / "pid" / "master.pid")
 
     def stop(self) -> None:
         if not self.running:
@@ -210,9 +207,7 @@ class PostfixServer:
         pid = self.master_pid()
         self.postfix("stop", check=False)
         if pid:
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and alive(pid):
-                time.sleep(0.1)
+            wait_gone(pid)
             if alive(pid):
                 with contextlib.suppress(ProcessLookupError):  # it may exit meanwhile
                     os.kill(pid, signal.SIGKILL)
@@ -229,6 +224,21 @@ class PostfixServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def pid_in(path: Path) -> int | None:
+    """The pid a daemon wrote to ``path`` (its first word), or None."""
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def wait_gone(pid: int | None, timeout: float = 15.0) -> None:
+    """Wait up to ``timeout`` seconds for process ``pid`` to end."""
+    deadline = time.monotonic() + timeout
+    while pid and alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def alive(pid: int) -> bool:
