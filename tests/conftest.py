@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from harness import Daemon, missing
-from requirements import REQUIREMENTS, markers_of, unmet
+from harness import Daemon
+from requirements import check, markers_of
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects on them
@@ -19,9 +19,7 @@ def pytest_collection_modifyitems(items):
 def pytest_runtest_setup(item):
     """A test whose marker's need is missing here is skipped with the reason (under CI,
     ``CI=true``, it fails: .ci/run installs everything)."""
-    for name in dict.fromkeys(m.name for m in item.iter_markers()):
-        if name in REQUIREMENTS and (reason := unmet(name)):
-            missing(f"[{name}] {reason}")
+    check(m.name for m in item.iter_markers())
 
 
 @pytest.fixture

@@ -18,9 +18,11 @@ import importlib.util
 import os
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
+
+from harness import missing
 
 Check = Callable[[], str | None]  # None when the need is met, else why not
 
@@ -154,3 +156,11 @@ def markers_of(path: Path, fixtures: list[str], params: dict[str, object]) -> li
 def unmet(marker: str) -> str | None:
     """Why this machine lacks what ``marker`` needs, or None (asked once per run)."""
     return REQUIREMENTS[marker][1]()
+
+
+def check(markers: Iterable[str]) -> None:
+    """Skip the calling test (fail it under CI) for the first of ``markers`` whose need
+    this machine lacks; markers that name no need are passed over."""
+    for name in dict.fromkeys(markers):
+        if name in REQUIREMENTS and (reason := unmet(name)):
+            missing(f"[{name}] {reason}")

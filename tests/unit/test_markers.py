@@ -69,3 +69,18 @@ def test_a_missing_need_skips_here_and_fails_under_ci(monkeypatch, ci, outcome):
     monkeypatch.setenv("CI", ci)
     with pytest.raises(outcome, match="slapd is not installed"):
         harness.missing("slapd is not installed")
+
+
+@pytest.mark.parametrize("ci, outcome", [("", pytest.skip.Exception),
+                                         ("true", pytest.fail.Exception)])
+def test_a_test_whose_marker_is_unmet_is_skipped_or_failed(monkeypatch, ci, outcome):
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.setitem(REQUIREMENTS, "present", ("always", lambda: None))
+    monkeypatch.setitem(REQUIREMENTS, "absent", ("never", lambda: "the widget is missing"))
+    requirements.unmet.cache_clear()
+    try:
+        requirements.check(["parametrize", "present"])  # no need, or met: nothing happens
+        with pytest.raises(outcome, match=r"\[absent\] the widget is missing"):
+            requirements.check(["present", "absent"])
+    finally:
+        requirements.unmet.cache_clear()
