@@ -54,10 +54,16 @@ def test_a_closed_output_pipe_is_no_traceback(cmd):
     assert proc.returncode in (0, 1)
 
 
-@pytest.mark.parametrize("cmd", [[*ADMIN, "user", "add", "x", "--config", "/dev/null"],
+# the store in the test's tmp_path: the default one (/var/lib/saslauthpy) needs root
+STORE = "<tmp>/users.db"
+
+
+@pytest.mark.parametrize("cmd", [[*ADMIN, "user", "add", "x", "--config", "/dev/null",
+                                  "--file", STORE],
                                  [*CLIENT, "-u", "x", "-f", "/nonexistent/mux"],
                                  [*ADMIN, "pw"]])
-def test_ctrl_c_at_the_password_prompt(cmd):
+def test_ctrl_c_at_the_password_prompt(tmp_path, cmd):
+    cmd = [str(tmp_path / "users.db") if word == STORE else word for word in cmd]
     status, out = on_tty(cmd, interrupt=True)
     assert status == 130
     assert "Traceback" not in out and "KeyboardInterrupt" not in out
