@@ -49,7 +49,8 @@ def _common(p: argparse.ArgumentParser, top: bool) -> None:
     g.add_argument("--store", metavar="NAME", **kw,
                    help="user store: sql or sasldb (default: the daemon's mechanism)")
     g.add_argument("--file", metavar="PATH", **kw,
-                   help="the store's file (a sasldb, or a SQLite database)")
+                   help="the store's file (a sasldb, or a SQLite database); user add, "
+                        "import and init create it in a directory that exists")
     g.add_argument("--json", action="store_true", **kw, help="print the result as JSON")
 
 
