@@ -16,6 +16,7 @@ def pytest_collection_modifyitems(items):
             item.add_marker(name)
 
 
+@pytest.hookimpl(tryfirst=True)  # before its fixtures start servers
 def pytest_runtest_setup(item):
     """A test whose marker's need is missing here is skipped with the reason (under CI,
     ``CI=true``, it fails: .ci/run installs everything)."""
