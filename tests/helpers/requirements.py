@@ -115,7 +115,8 @@ FIXTURES: dict[str, tuple[str, ...]] = {
     "my_url": ("mariadb",), "private_mariadb": ("mariadb",),
     "redis_prefix": ("redis",),
     "slapd": ("slapd",), "sasl_slapd": ("slapd",),
-    "accounts": ("root",), "service": ("root", "pam"),
+    "accounts": ("root",), "account": ("root",), "service": ("root", "pam"),
+    "devlog": ("root",),  # a private /dev/log in a mount namespace (unshare)
     "kdc": ("kdc",), "krb5_env": ("kdc",),
     "dovecot": ("dovecot",),
     "c_daemon": ("csaslauthd",),

@@ -374,7 +374,8 @@ def test_a_file_in_a_folder_that_exists_is_created_by_add(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text("")
     db = tmp_path / "new.db"
-    res = admin("--config", str(cfg), "user", "add", "bob", "--password-stdin", "--file",
-                str(db), input="pw\n")
+    here = ("--config", str(cfg), "-m", str(tmp_path / "run"))  # no daemon to tell
+    res = admin(*here, "user", "add", "bob", "--password-stdin", "--file", str(db),
+                input="pw\n")
     assert res.returncode == 0, res.stderr
-    assert admin("--config", str(cfg), "user", "list", "--file", str(db)).stdout.split() == ["bob"]
+    assert admin(*here, "user", "list", "--file", str(db)).stdout.split() == ["bob"]

@@ -45,6 +45,7 @@ def test_sql_refuses_hashes_beyond_the_cost_limits(daemon_factory, tmp_path):
     assert all(r["result"] == "fail" for r in d.audit())
 
 
+@pytest.mark.root  # local accounts
 def test_shadow_refuses_hashes_beyond_the_cost_limits(daemon_factory):
     with Accounts() as accounts:
         user = accounts.add("Cost-good-1")
