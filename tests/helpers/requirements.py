@@ -111,14 +111,15 @@ REQUIREMENTS: dict[str, tuple[str, Check]] = {
 
 # fixture -> the markers of every test that uses it
 FIXTURES: dict[str, tuple[str, ...]] = {
-    "pg_url": ("postgres",), "private_pg": ("postgres",),
-    "my_url": ("mariadb",), "private_mariadb": ("mariadb",),
+    "pg_url": ("postgres",), "my_url": ("mariadb",),
+    # servers of the test's own, run as the database's system user
+    "private_pg": ("root", "postgres"), "private_mariadb": ("root", "mariadb"),
     "redis_prefix": ("redis",),
     "slapd": ("slapd",), "sasl_slapd": ("slapd",),
     "accounts": ("root",), "account": ("root",), "service": ("root", "pam"),
     "devlog": ("root",),  # a private /dev/log in a mount namespace (unshare)
     "kdc": ("kdc",), "krb5_env": ("kdc",),
-    "dovecot": ("dovecot",),
+    "dovecot": ("root", "dovecot"),  # Dovecot IMAP drops to its own users
     "c_daemon": ("csaslauthd",),
     "deb": ("container",), "box": ("container",),
     "postfix": ("postfix",), "exim": ("exim",), "imap": ("cyrus",),
@@ -134,10 +135,14 @@ AREAS: dict[str, tuple[str, ...]] = {
     "bench": ("root", "csaslauthd"),
 }
 
-# parametrised fixtures (one test on each database) -> parameter -> its markers
+# parametrised fixtures (one test on each database, or mechanism) -> parameter -> its
+# markers (the fixture asks for the parameter's own fixture only when the test runs)
 PARAMS: dict[str, dict[str, tuple[str, ...]]] = {
-    name: {"postgresql": ("postgres",), "mariadb": ("mariadb",)}
-    for name in ("server_url", "any_url", "private_server")
+    "server_url": {"postgresql": FIXTURES["pg_url"], "mariadb": FIXTURES["my_url"]},
+    "any_url": {"postgresql": FIXTURES["pg_url"], "mariadb": FIXTURES["my_url"]},
+    "private_server": {"postgresql": FIXTURES["private_pg"],
+                       "mariadb": FIXTURES["private_mariadb"]},
+    "mech": {"rimap": FIXTURES["dovecot"], "kerberos5": FIXTURES["kdc"]},  # mechs/
 }
 
 

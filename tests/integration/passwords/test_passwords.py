@@ -179,6 +179,7 @@ def test_our_hashes_pass_doveadm_pw_t():
 
 # --- chpasswd (a real shadow line) ------------------------------------------------------------
 
+@pytest.mark.root  # useradd
 @pytest.mark.parametrize("method", ["SHA512", "YESCRYPT"])
 def test_chpasswd_shadow_line(method):
     need("chpasswd")
