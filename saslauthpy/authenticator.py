@@ -9,7 +9,10 @@ penalty of the account a backend really checks.
 
 Cache hits are answered synchronously on the event loop (``answer_from_cache``);
 everything else goes through ``answer()``, where each backend runs its blocking
-work in its own bounded pool.  The chain tries backends in order: the first OK or FAIL wins,
+work in its own bounded pool.  When every backend's check is a local verify (``inline``:
+shadow, getpwent, sasldb, SQLite) the fast lane's thread may run the whole pipeline
+itself (``answer_now``): the same steps, answers, records and penalties, with no hop to
+the event loop and the pool.  The chain tries backends in order: the first OK or FAIL wins,
 UNKNOWN lets the next one try, and TEMPFAIL is remembered so that if nobody
 knows the user the answer is a temporary failure rather than "unknown".
 """
@@ -24,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .backends.base import FAIL, Answer, Backend, Result
+from .backends.base import FAIL, OK, Answer, Backend, Result
 from .cache import CredentialCache
 from .config import Config
 from .protocol import Request, format_reply
@@ -143,7 +146,12 @@ class Authenticator:
         self.observers = observers or []
         self.gate = FairGate(max(1, config.threads // 2))
         self.suspects = asyncio.Semaphore(max(1, config.threads // 2))
-        self.in_flight = 0
+        self.in_flight = 0  # answer()s running (counted on the event loop)
+        self.checking = 0  # answer_now()s running (counted by the fast lane's thread)
+        # The whole pipeline may run in the fast lane's thread: every check is local and
+        # no penalty needs a Redis round trip.
+        self.inline = bool(backends) and all(b.inline for b in backends) and not (
+            throttle is not None and throttle.shared)
         self._reveal = config.server.reveal_reasons
 
     # -- helpers ------------------------------------------------------------
@@ -207,13 +215,49 @@ class Authenticator:
         if cache is None:
             return None
         req = self.normalise(req)
-        throttle = self.throttle
-        if throttle is not None and (throttle.shared or self.penalty(req) > 0):
-            # Under a penalty even a cached answer waits: else a guess that happens to be
-            # the cached password would be told apart from the others by its speed.
+        if self._held(req):
             return None
         key = cache.key(req.login, req.realm, req.service)
-        hit = cache.lookup(key, cache.fingerprint(key, req.password))
+        return self._cached(req, key, cache.fingerprint(key, req.password), peer, started)
+
+    def answer_now(self, req: Request, peer: Peer, started: float) -> bytes | None:
+        """The whole pipeline in the caller's thread, for an ``inline`` chain: the reply,
+        or None when a penalty is pending (the request must wait on the asyncio path).
+        What it records, caches and counts is what ``answer()`` does for a request that
+        finds no penalty (and, for a cache hit, what ``answer_from_cache`` does)."""
+        req = self.normalise(req)
+        if self._held(req):
+            return None
+        cache = self.cache
+        generation = cache.generation if cache is not None else 0
+        key = CredentialCache.key(req.login, req.realm, req.service)
+        fp = b""
+        if cache is not None:
+            fp = cache.fingerprint(key, req.password)
+            reply = self._cached(req, key, fp, peer, started)
+            if reply is not None:
+                return reply
+        idents = self.identities(req.login, req.realm)
+        answer, said = self._ask_chain_now(req)
+        if answer.delay > 0:  # no inline backend asks for one (PAM's fail delay does)
+            time.sleep(answer.delay)
+        idents = self._learn(req, answer.result, said, key, fp, generation, idents)
+        throttle = self.throttle
+        if throttle is not None:
+            throttle.record(req, answer.result, _counted(throttle, req, answer.result), idents)
+        return self._decided(req, answer, said.name if said is not None else "", peer,
+                             started, answer.delay)
+
+    def _held(self, req: Request) -> bool:
+        """True when a penalty (or a Redis round trip to learn of one) must come first:
+        under a penalty even a cached answer waits, else a guess that happens to be the
+        cached password would be told apart from the others by its speed."""
+        throttle = self.throttle
+        return throttle is not None and (throttle.shared or self.penalty(req) > 0)
+
+    def _cached(self, req: Request, key: str, fp: bytes, peer: Peer,
+                started: float) -> bytes | None:
+        hit = self.cache.lookup(key, fp)
         if hit is None:
             return None
         result = "ok" if hit else "fail"
@@ -245,7 +289,7 @@ class Authenticator:
                 hit = cache.lookup(key, fp)  # answer_from_cache left this one to us
         said = None  # the backend that answered
         if hit is not None:
-            answer, backend = (Answer(Result.OK) if hit else FAIL), "cache"
+            answer, backend = (OK if hit else FAIL), "cache"
         else:
             # A penalised request (a suspected guess) may hold only part of the pool, so
             # that guesses spread over many users cannot starve everyone else; one account
@@ -258,20 +302,33 @@ class Authenticator:
             await asyncio.sleep(answer.delay)
             delay += answer.delay
         result = answer.result
-        if cache is not None and hit is None:
+        if hit is None:
+            idents = self._learn(req, result, said, key, fp, generation, idents)
+        elif result is Result.OK:
+            idents = self._ok_identities(req, said)
+        if throttle is not None:
+            await throttle.record_async(req, result, _counted(throttle, req, result), idents)
+        return self._decided(req, answer, backend, peer, started, delay)
+
+    def _learn(self, req: Request, result: Result, said: Backend | None, key: str, fp: bytes,
+               generation: int, idents: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Cache a backend's answer; the identities the throttle records it against."""
+        cache = self.cache
+        if cache is not None:
             if result is Result.OK:
                 cache.remember_good(key, fp, generation)
             elif result in (Result.FAIL, Result.UNKNOWN):
                 cache.remember_bad(key, fp, generation)
-        if throttle is not None:
-            if result is Result.OK:  # clear only the account that said OK
-                idents = [b.identity(req.login, req.realm) for b in self._said_ok(said)]
-            # only a failure is counted by its password's fingerprint: none made otherwise
-            fingerprint = (throttle.fingerprint(req.password)
-                           if result is Result.FAIL or result is Result.UNKNOWN else b"")
-            await throttle.record_async(req, result, fingerprint, idents)
-        self._publish(Decision(req, result.value, answer.reason, backend, backend == "cache",
-                               time.monotonic() - started, peer, delay))
+        return self._ok_identities(req, said) if result is Result.OK else idents
+
+    def _ok_identities(self, req: Request, said: Backend | None) -> list[tuple[str, str]]:
+        """An OK clears only the account that said it."""
+        return [b.identity(req.login, req.realm) for b in self._said_ok(said)]
+
+    def _decided(self, req: Request, answer: Answer, backend: str, peer: Peer,
+                 started: float, delay: float) -> bytes:
+        self._publish(Decision(req, answer.result.value, answer.reason, backend,
+                               backend == "cache", time.monotonic() - started, peer, delay))
         return self._reply(answer)
 
     def _said_ok(self, said: Backend | None) -> list[Backend]:
@@ -287,15 +344,33 @@ class Authenticator:
             try:
                 answer = await backend.authenticate(req)
             except Exception as exc:  # a backend bug is a temporary failure, not a crash
-                log.exception("backend %s failed on %r", backend.name, req)
-                answer = Answer(Result.TEMPFAIL, f"internal error: {type(exc).__name__}")
+                answer = _crashed(backend, req, exc)
             if answer.result in (Result.OK, Result.FAIL):
                 return answer, backend
             if answer.result is Result.TEMPFAIL and tempfail is None:
                 tempfail = (answer, backend)
-        if tempfail is not None:
-            return tempfail
+        return tempfail or self._nobody()
+
+    def _ask_chain_now(self, req: Request) -> tuple[Answer, Backend | None]:
+        """``_ask_chain`` in the caller's thread (each backend's blocking ``check``)."""
+        tempfail: tuple[Answer, Backend] | None = None
+        for backend in self.backends:
+            try:
+                answer = backend.check(req)
+            except Exception as exc:
+                answer = _crashed(backend, req, exc)
+            if answer.result in (Result.OK, Result.FAIL):
+                return answer, backend
+            if answer.result is Result.TEMPFAIL and tempfail is None:
+                tempfail = (answer, backend)
+        return tempfail or self._nobody()
+
+    def _nobody(self) -> tuple[Answer, Backend | None]:
         return Answer(Result.UNKNOWN, "unknown user"), self.backends[-1] if self.backends else None
+
+    def busy(self) -> bool:
+        """Requests are still being answered on this pipeline (a reload waits for them)."""
+        return bool(self.in_flight or self.checking)
 
     def close(self) -> None:
         for backend in self.backends:
@@ -303,3 +378,15 @@ class Authenticator:
                 backend.close()
             except Exception:
                 log.exception("closing backend %s", backend.name)
+
+
+def _crashed(backend: Backend, req: Request, exc: Exception) -> Answer:
+    log.exception("backend %s failed on %r", backend.name, req)
+    return Answer(Result.TEMPFAIL, f"internal error: {type(exc).__name__}")
+
+
+def _counted(throttle, req: Request, result: Result) -> bytes:
+    """Only a failure is counted by its password's fingerprint: none is made otherwise."""
+    if result is Result.FAIL or result is Result.UNKNOWN:
+        return throttle.fingerprint(req.password)
+    return b""

@@ -7,6 +7,15 @@ testsaslauthd write it in one ``writev`` before they read) whose good password i
 cache while no penalty is pending, writes ``OK`` and closes: no transport, no protocol
 object, no task, no per-request object.
 
+With the ``thread`` acceptor and a chain of local checks (``Authenticator.inline``: shadow,
+getpwent, sasldb, SQLite), a whole request the cache does not answer, with no penalty
+pending, is answered in this thread too (the *inline lane*): ``Authenticator.answer_now``
+checks it (crypt(3) releases the GIL), caches, records and audits it exactly as the
+asyncio path would, and the reply is written here, with no hop to the event loop and the
+backend's pool.  A check that costs more than ``INLINE_MAX`` seconds of CPU (yescrypt,
+bcrypt: the hop is then nothing beside the hash) sends such requests the asyncio way for
+``INLINE_PAUSE`` seconds, so that cheap answers never wait long behind a costly one.
+
 Everything else goes to the event loop and is answered there exactly as before: a whole
 request it could not answer (a miss, a cached wrong password, a penalty, the throttle in
 Redis) as that parsed request (``take``: the answer is written to the descriptor, no
@@ -43,7 +52,7 @@ from collections.abc import Callable
 
 from .authenticator import REPLY_OK, Decision, Peer
 from .control import peer_credentials
-from .protocol import Request
+from .protocol import Request, format_reply
 
 log = logging.getLogger("saslauthpy")
 
@@ -52,9 +61,12 @@ POLL_INTERVAL = 0.25  # seconds a blocked acceptor may take to notice it must st
 BATCH = 64  # connections accepted per wake-up before looking at the rest again
 BACK_OFF = 0.01  # seconds an acceptor pauses when the process is out of descriptors
 PENDING = 32  # hand-overs an acceptor may have queued for the loop (descriptors held)
+INLINE_MAX = 0.01  # CPU seconds an inline check may take before the lane pauses inlining
+INLINE_PAUSE = 5.0  # seconds without inline checks after a costly one
 # Latency buckets (seconds) for the metrics histogram; the metrics module uses the same.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                    1.0, 2.5, 5.0, 10.0)
+INTERNAL_ERROR = format_reply("NO internal error")
 _SCARCE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 # handover(fd, data[, done]) and take(fd, request, started[, done]): done() once the
@@ -65,13 +77,15 @@ Handover = Callable[..., None]
 class Counts:
     """What the fast lane did, as plain numbers (read by ``Server.publish``)."""
 
-    __slots__ = ("accepted", "answered", "by_service", "handed", "latency", "latency_sum")
+    __slots__ = ("accepted", "answered", "by_service", "handed", "inline", "latency",
+                 "latency_sum")
 
     def __init__(self) -> None:
         self.accepted = 0  # connections taken off the socket
         self.answered = 0  # cached OKs written here
         self.by_service: dict[str, int] = {}  # answered, by service (the request's text)
         self.handed = 0  # connections given to the event loop
+        self.inline = 0  # requests checked and answered here (the inline lane)
         self.latency = [0] * (len(LATENCY_BUCKETS) + 1)  # answered, per bucket (+Inf last)
         self.latency_sum = 0.0
 
@@ -87,6 +101,8 @@ class FastLane:
         self.auth = None  # the Authenticator in service (``configure``)
         self.record: Callable[[Decision], None] | None = None
         self.timed = False
+        self.threaded = False  # handle() runs in a thread of its own: it may check inline
+        self.inline_after = 0.0  # no inline checks before this time (after a costly one)
 
     def configure(self, auth, max_field: int, record: Callable[[Decision], None] | None,
                   timed: bool) -> None:
@@ -135,10 +151,13 @@ class FastLane:
         auth = self.auth
         cache = auth.cache
         service = _text(fields[2])
-        if cache is None or not self._no_penalty(auth, fields, started) or not cache.is_good(
+        free = self._no_penalty(auth, fields, started)
+        if cache is None or not free or not cache.is_good(
                 auth.cache_key(_text(fields[0]), _text(fields[3]), service), fields[1]):
-            counts.handed += 1
-            self.take(fd, _request(fields), started)
+            if not (free and self.threaded and auth.inline and started >= self.inline_after
+                    and self._inline(auth, fd, fields, started)):
+                counts.handed += 1
+                self.take(fd, _request(fields), started)
             return
         if self.timed:
             latency = time.monotonic() - started
@@ -153,6 +172,34 @@ class FastLane:
         except OSError:
             pass  # the client went away: the decision stands (and was recorded)
         os.close(fd)
+
+    def _inline(self, auth, fd: int, fields: list[bytes], started: float) -> bool:
+        """Answer a request the cache did not, checking it here; False: hand it over (a
+        penalty came meanwhile, or a reload replaced ``auth``)."""
+        auth.checking += 1  # before looking again: a reload waits for it (busy())
+        try:
+            if self.auth is not auth:
+                return False
+            cpu = time.thread_time()
+            req = _request(fields)
+            try:
+                reply = auth.answer_now(req, Peer(lambda: peercred(fd)), started)
+            except Exception:  # as on the asyncio path (Server._answer_taken)
+                log.exception("failed to answer %r", req)
+                reply = INTERNAL_ERROR
+            if time.thread_time() - cpu > INLINE_MAX:
+                self.inline_after = time.monotonic() + INLINE_PAUSE
+        finally:
+            auth.checking -= 1
+        if reply is None:
+            return False
+        self.counts.inline += 1
+        try:
+            os.write(fd, reply)
+        except OSError:
+            pass  # the client went away: the decision stands (and was recorded)
+        os.close(fd)
+        return True
 
     @staticmethod
     def _no_penalty(auth, fields: list[bytes], now: float) -> bool:
@@ -252,6 +299,7 @@ class ThreadAcceptor(Acceptor):
     the loop has not counted yet."""
 
     def start(self) -> None:
+        self.lane.threaded = True
         self.listen.setblocking(False)
         self._poll = select.epoll()
         self._poll.register(self.listen.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)

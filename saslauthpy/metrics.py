@@ -23,7 +23,8 @@ touches prometheus_client.  Exposed series (all prefixed ``saslauthpy_``):
 - ``backend_errors_total{mechanism}``: temporary failures (backend down or broken).
 - ``throttle_delay_seconds_total``: time requests spent waiting on penalties/fail delays.
 - ``connections_open`` gauge and ``connections_total`` counter.
-- ``fast_lane_answers_total`` (cached OKs written straight from the accepted descriptor)
+- ``fast_lane_answers_total`` (cached OKs written straight from the accepted descriptor),
+  ``inline_answers_total`` (requests the fast lane's thread checked and answered itself)
   and ``handed_over_total`` (connections the fast lane gave to the asyncio path).
 - ``worker_processes``, ``process_cpu_seconds_total``, ``process_resident_memory_bytes``,
   ``process_open_fds`` (summed over the worker processes) and ``saslauthpy_info{version}``.
@@ -243,6 +244,8 @@ class _Collector:
         yield _counter("saslauthpy_fast_lane_answers",
                        "Cached OKs written straight from the accepted descriptor",
                        t.get("fast_answered", 0))
+        yield _counter("saslauthpy_inline_answers", "Requests the fast lane's thread checked "
+                       "and answered itself", t.get("inline_answered", 0))
         yield _counter("saslauthpy_handed_over", "Connections the fast lane handed to the "
                        "asyncio path", t.get("handed_over", 0))
         yield GaugeMetricFamily("saslauthpy_worker_processes", "Worker processes reporting",

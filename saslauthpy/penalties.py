@@ -3,9 +3,10 @@
 Made once before the fork (like the credential cache), so a guesser spread over the
 worker processes raises one penalty, not one per process.  It lives in a memfd (memory,
 never on disk) mapped by every process; writers take a lock on that memfd
-(``lockf``), which the kernel releases if a process dies holding it, and readers take no
-lock: every entry carries a keyed check, so an entry caught half-written is read again
-under the lock.
+(``lockf``), which the kernel releases if a process dies holding it, and a thread lock
+first (``lockf`` locks belong to a process, and the fast lane's thread writes beside the
+event loop); readers take no lock: every entry carries a keyed check, so an entry caught
+half-written is read again under the lock.
 
 Fixed size, set-associative: a key lives in one of ``WAYS`` slots of a set picked by a
 keyed hash (an attacker cannot aim keys at a victim's set).  A new key in a full set
@@ -24,6 +25,7 @@ import hashlib
 import mmap
 import os
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,6 +54,7 @@ class PenaltyTable:
         self._fd = os.memfd_create("saslauthpy-penalties", os.MFD_CLOEXEC)
         os.ftruncate(self._fd, HEADER + self.capacity * SIZE)
         self._mm = mmap.mmap(self._fd, HEADER + self.capacity * SIZE)
+        self._threads = threading.Lock()
 
     # -- internals --------------------------------------------------------------------
 
@@ -81,7 +84,16 @@ class PenaltyTable:
         return kd, last, level, fps
 
     def _lock(self, how: int) -> None:
-        fcntl.lockf(self._fd, how, 1, 0)
+        if how == fcntl.LOCK_UN:
+            fcntl.lockf(self._fd, how, 1, 0)
+            self._threads.release()
+            return
+        self._threads.acquire()
+        try:
+            fcntl.lockf(self._fd, how, 1, 0)
+        except BaseException:
+            self._threads.release()
+            raise
 
     def _ends(self, off: int, decay: float) -> float:
         """When the entry at ``off`` stops penalising (-inf for an empty or torn slot)."""

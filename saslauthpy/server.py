@@ -127,6 +127,7 @@ class Server:
         self.max_connections = rundir.connection_cap(config)
         self._refused_logged = 0.0
         self._audit_lock = threading.Lock()  # the fast lane's thread writes records too
+        self._stats_lock = threading.Lock()  # and counts its inline answers
         self._stopping: asyncio.Event | None = None
 
     # -- pipeline -------------------------------------------------------------
@@ -148,6 +149,11 @@ class Server:
         with self._audit_lock:
             self.audit(decision)
 
+    def count(self, decision: Decision) -> None:
+        """The numbers' observer, shared likewise."""
+        with self._stats_lock:
+            self.stats.observe(decision)
+
     def build(self, config: Config, old: Authenticator | None = None) -> Authenticator:
         """Everything that depends on the configuration; raises ConfigError and then
         leaves the running pipeline (``old``) untouched."""
@@ -163,7 +169,7 @@ class Server:
         if old is not None and cache is not None:
             cache.ttl, cache.negative_ttl = config.cache.ttl, config.cache.negative_ttl
         return Authenticator(config, backends, cache, throttle,
-                             observers=[self.record, self.stats.observe])
+                             observers=[self.record, self.count])
 
     def _configure_lane(self) -> None:
         opts = self.audit.options
@@ -370,7 +376,7 @@ class Server:
             # in before this flush, so the cache will not keep their answers.
             self.cache.flush()
         log.info("configuration reloaded: mechanisms %s", ",".join(config.mechanisms))
-        while old.in_flight:
+        while old.busy():
             await asyncio.sleep(0.05)
         old.close()
         if old.throttle is not None and old.throttle is not auth.throttle:

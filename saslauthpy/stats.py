@@ -21,7 +21,7 @@ MAX_SERVICE_LABEL = 32
 # Counters: they add up over workers and over the lives of one worker slot.
 COUNTERS = ("requests", "latency", "latency_sum", "cache_hits", "cache_misses",
             "backend_errors", "delay", "connections", "fast_answered", "handed_over",
-            "cpu_seconds")
+            "inline_answered", "cpu_seconds")
 # Gauges: a worker's current value, summed over the live workers.
 GAUGES = ("connections_open", "in_flight", "rss_bytes", "open_fds")
 
@@ -80,9 +80,10 @@ class Stats:
         latency = list(self.latency)
         latency_sum = self.latency_sum
         hits = self.cache_hits
-        answered = handed = accepted = 0
+        answered = handed = accepted = inline = 0
         if lane is not None:
             answered, handed, accepted = lane.answered, lane.handed, lane.accepted
+            inline = lane.inline
             for service, n in list(lane.by_service.items()):
                 key = ("cache", self.service_label(service), "ok")
                 requests[key] = requests.get(key, 0) + n
@@ -95,6 +96,7 @@ class Stats:
             "cache_hits": hits, "cache_misses": self.cache_misses,
             "backend_errors": dict(self.backend_errors), "delay": self.delay,
             "connections": accepted, "fast_answered": answered, "handed_over": handed,
+            "inline_answered": inline,
             "cpu_seconds": _cpu_seconds() - self._cpu_at_start,
         }
         snap = add(snap, self.carried)

@@ -204,6 +204,7 @@ class Supervisor:
                 "in_flight": t.get("in_flight", 0),
                 "connections": t.get("connections", 0),
                 "fast_lane": {"answered": t.get("fast_answered", 0),
+                              "inline": t.get("inline_answered", 0),
                               "handed_over": t.get("handed_over", 0)},
                 **({"cache_hits": t.get("cache_hits", 0),
                     "cache_misses": t.get("cache_misses", 0)} if self.cache else {})}

@@ -83,6 +83,10 @@ class Backend:
     name = "base"
     Options: type = NoOptions
     uses_realm = True  # False: the realm never reaches the check (passwd, shadow, PAM)
+    # True: ``check`` is a local verify (a file or local database read and a hash), never
+    # waits on a network and never asks for a delay, so the fast lane's thread may run it
+    # itself instead of handing the request to the event loop and this pool.
+    inline = False
 
     def __init__(self, config: Config, options: Mapping[str, Any] | Any = None):
         """``options``: this backend's ``Options``, or its TOML table (``[name]``) as a

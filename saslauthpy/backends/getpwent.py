@@ -55,6 +55,7 @@ class CryptBackend(base.Backend):
     """A backend checking crypt(3) hashes of local accounts."""
 
     uses_realm = False
+    inline = True  # NSS lookups and crypt(3), which releases the GIL
 
     def __init__(self, config: Any, options: Mapping[str, Any] | None = None):
         super().__init__(config, options)

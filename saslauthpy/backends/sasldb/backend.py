@@ -81,6 +81,7 @@ def _why(path: str, exc: BaseException) -> str:
 class Backend(base.Backend):
     name = "sasldb"
     Options = Options
+    inline = True  # a local file read and a comparison
 
     def __init__(self, config: Any, options: Mapping[str, Any] | Options | None = None):
         super().__init__(config, options)

@@ -141,6 +141,7 @@ class Backend(base.Backend):
     def __init__(self, config: Config, options: Mapping[str, Any] | Options | None = None):
         super().__init__(config, options)
         self.settings = parse_options(self.options, config.threads)
+        self.inline = self.settings.dialect == "sqlite"  # a local file, no network
         self.engine: Engine | None = None
         self._query = text(self.settings.query) if self.settings.query else None
         self._binds = set(self._query.compile().binds) if self._query is not None else set()
