@@ -12,9 +12,11 @@ getpwent, sasldb, SQLite), a whole request the cache does not answer, with no pe
 pending, is answered in this thread too (the *inline lane*): ``Authenticator.answer_now``
 checks it (crypt(3) releases the GIL), caches, records and audits it exactly as the
 asyncio path would, and the reply is written here, with no hop to the event loop and the
-backend's pool.  A check that costs more than ``INLINE_MAX`` seconds of CPU (yescrypt,
-bcrypt: the hop is then nothing beside the hash) sends such requests the asyncio way for
-``INLINE_PAUSE`` seconds, so that cheap answers never wait long behind a costly one.
+backend's pool.  While inline checks cost more than ``INLINE_MAX`` seconds of CPU on
+average (yescrypt, bcrypt: the hop is then nothing beside the hash; a moving average, so
+that one costly first check, a decoy made or a library loaded, does not count), such
+requests go the asyncio way for ``INLINE_PAUSE`` seconds: cheap answers never wait long
+behind costly checks.
 
 Everything else goes to the event loop and is answered there exactly as before: a whole
 request it could not answer (a miss, a cached wrong password, a penalty, the throttle in
@@ -61,7 +63,7 @@ POLL_INTERVAL = 0.25  # seconds a blocked acceptor may take to notice it must st
 BATCH = 64  # connections accepted per wake-up before looking at the rest again
 BACK_OFF = 0.01  # seconds an acceptor pauses when the process is out of descriptors
 PENDING = 32  # hand-overs an acceptor may have queued for the loop (descriptors held)
-INLINE_MAX = 0.01  # CPU seconds an inline check may take before the lane pauses inlining
+INLINE_MAX = 0.01  # CPU seconds inline checks may take on average before the lane pauses
 INLINE_PAUSE = 5.0  # seconds without inline checks after a costly one
 # Latency buckets (seconds) for the metrics histogram; the metrics module uses the same.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -102,7 +104,8 @@ class FastLane:
         self.record: Callable[[Decision], None] | None = None
         self.timed = False
         self.threaded = False  # handle() runs in a thread of its own: it may check inline
-        self.inline_after = 0.0  # no inline checks before this time (after a costly one)
+        self.inline_cost = 0.0  # CPU seconds per inline check, a moving average
+        self.inline_after = 0.0  # no inline checks before this time (after costly ones)
 
     def configure(self, auth, max_field: int, record: Callable[[Decision], None] | None,
                   timed: bool) -> None:
@@ -187,8 +190,10 @@ class FastLane:
             except Exception:  # as on the asyncio path (Server._answer_taken)
                 log.exception("failed to answer %r", req)
                 reply = INTERNAL_ERROR
-            if time.thread_time() - cpu > INLINE_MAX:
+            self.inline_cost += (time.thread_time() - cpu - self.inline_cost) / 8
+            if self.inline_cost > INLINE_MAX:
                 self.inline_after = time.monotonic() + INLINE_PAUSE
+                self.inline_cost = 0.0  # a fresh start after the pause
         finally:
             auth.checking -= 1
         if reply is None:
