@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     brief = row.error or "; ".join(
                         f"{g['group']}: {g['ok']} OK {g['no']} NO {g['errors'] + g['timeouts']} "
-                        f"err, {g['rps']:.0f}/s p50 {g['p50_ms']:.2f} p99 {g['p99_ms']:.2f} ms"
+                        f"err, {g['rps']:.0f}/s p50 {g['p50_ms']:.3f} p99 {g['p99_ms']:.2f} ms"
                         for g in row.groups.values()) or str(row.extra)
                     cpu = row.extra.get("daemon_cpu_us_per_answer") if row.groups else None
                     if cpu is not None:

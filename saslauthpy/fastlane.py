@@ -153,10 +153,9 @@ class FastLane:
             return
         auth = self.auth
         cache = auth.cache
-        service = _text(fields[2])
         free = self._no_penalty(auth, fields, started)
         if cache is None or not free or not cache.is_good(
-                auth.cache_key(_text(fields[0]), _text(fields[3]), service), fields[1]):
+                auth.cache_key(fields[0], fields[3], fields[2]), fields[1]):
             if not (free and self.threaded and auth.inline and started >= self.inline_after
                     and self._inline(auth, fd, fields, started)):
                 counts.handed += 1
@@ -169,6 +168,7 @@ class FastLane:
             counts.latency[bisect.bisect_left(LATENCY_BUCKETS, latency)] += 1
             counts.latency_sum += latency
         counts.answered += 1
+        service = _text(fields[2])
         counts.by_service[service] = counts.by_service.get(service, 0) + 1
         try:
             os.write(fd, REPLY_OK)
