@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import protocol, rundir
+from .acceptors import ACCEPTORS
 from .audit import Audit
 from .authenticator import Authenticator, Decision, Peer
 from .backends import backend_class
@@ -39,7 +40,7 @@ from .config import Config
 from .connection import Connection
 from .errors import ConfigError
 from .eventloop import early_signals
-from .fastlane import ACCEPTORS, FastLane, peercred
+from .fastlane import FastLane, peercred
 from .penalties import PenaltyTable
 from .scoreboard import Scoreboard
 from .stats import Stats, merge
