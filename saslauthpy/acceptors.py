@@ -29,6 +29,8 @@ POLL_INTERVAL = 0.25  # seconds a blocked acceptor may take to notice it must st
 BATCH = 64  # connections accepted per wake-up before looking at the rest again
 BACK_OFF = 0.01  # seconds an acceptor pauses when the process is out of descriptors
 PENDING = 32  # hand-overs an acceptor may have queued for the loop (descriptors held)
+PARKED = 16  # connections a thread acceptor watches for their request at once
+PARK_TIME = 0.005  # seconds a parked connection may take to send its request
 _SCARCE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
@@ -91,10 +93,18 @@ class ThreadAcceptor(Acceptor):
     the first in registration order, so at low load a warm worker takes the connections
     and under load the others join in.  Hand-overs go to the loop thread, at most
     ``PENDING`` at a time: a flood waits in the kernel's backlog, not in descriptors
-    the loop has not counted yet."""
+    the loop has not counted yet.
+
+    An idle worker often accepts a connection before its client has written the request
+    (the client connects, then writes): such a connection is *parked*, watched in the
+    same ``epoll`` for up to ``PARK_TIME`` seconds, ``PARKED`` at most, and served by
+    the fast lane when its request comes; after that, or beyond that many, it goes to
+    the event loop, which gives it the read deadline (slow or idle clients)."""
 
     def start(self) -> None:
         self.lane.threaded = True
+        self._parked: dict[int, float] = {}  # descriptor -> when it was accepted
+        self.lane.park = self._park
         self.listen.setblocking(False)
         self._poll = select.epoll()
         self._poll.register(self.listen.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
@@ -117,9 +127,43 @@ class ThreadAcceptor(Acceptor):
 
     def _run(self) -> None:
         poll = self._poll.poll
+        listening = self.listen.fileno()
+        parked = self._parked
         while self._running:
-            if poll(POLL_INTERVAL, 1):
-                self._accept_some(self._make_room)
+            if not parked:
+                if poll(POLL_INTERVAL, 1):
+                    self._accept_some(self._make_room)
+                continue
+            oldest = min(parked.values())
+            for fd, _ in poll(max(0.0, oldest + PARK_TIME - time.monotonic()), PARKED + 1):
+                if fd == listening:
+                    self._accept_some(self._make_room)
+                elif fd in parked:
+                    self._unpark(fd, self.lane.handle)
+            late = time.monotonic() - PARK_TIME
+            for fd in [fd for fd, started in parked.items() if started <= late]:
+                self._unpark(fd, self._hand_over)
+        for fd in list(parked):  # stopping: nothing was sent on these (nothing to record)
+            self._unpark(fd, lambda fd, _: os.close(fd))
+
+    def _park(self, fd: int, started: float) -> bool:
+        if len(self._parked) >= PARKED:
+            return False
+        self._poll.register(fd, select.EPOLLIN)
+        self._parked[fd] = started
+        return True
+
+    def _unpark(self, fd: int, then: Callable[[int, float], None]) -> None:
+        started = self._parked.pop(fd)
+        self._poll.unregister(fd)
+        try:
+            then(fd, started)
+        except Exception:
+            log.exception("fast lane: connection failed")
+
+    def _hand_over(self, fd: int, started: float) -> None:
+        self.lane.counts.handed += 1
+        self.lane.handover(fd, b"")
 
     def _make_room(self) -> None:
         self.loop.call_soon_threadsafe(self.shed)

@@ -91,6 +91,9 @@ class FastLane:
         self.record: Callable[[Decision], None] | None = None
         self.timed = False
         self.threaded = False  # handle() runs in a thread of its own: it may check inline
+        # park(fd, started): True when the acceptor will call handle(fd, started) again
+        # once the request has come (or hand the connection over if it does not soon)
+        self.park: Callable[[int, float], bool] | None = None
         self.inline_cost = 0.0  # CPU seconds per inline check, a moving average
         self.inline_after = 0.0  # no inline checks before this time (after costly ones)
 
@@ -103,15 +106,19 @@ class FastLane:
         self.timed = timed or record is not None
         self.auth = auth
 
-    def handle(self, fd: int) -> None:
+    def handle(self, fd: int, started: float = 0.0) -> None:
+        """``started``: when a connection parked while its request was on its way was
+        accepted (0: now)."""
         counts = self.counts
-        counts.accepted += 1
-        started = time.monotonic()
+        if not started:
+            counts.accepted += 1
+            started = time.monotonic()
         try:
             data = os.read(fd, READ_SIZE)
         except BlockingIOError:  # connected, nothing sent yet
-            counts.handed += 1
-            self.handover(fd, b"")
+            if self.park is None or not self.park(fd, started):
+                counts.handed += 1
+                self.handover(fd, b"")
             return
         except OSError:
             os.close(fd)

@@ -24,8 +24,8 @@ log = logging.getLogger("saslauthpy")
 
 # Descriptors a worker process needs besides its client connections: the listening,
 # metrics and audit files, syslog, the event loop's own, connections on their way from
-# the fast lane to the loop (acceptors.PENDING) or waiting for their request (PARKED), and per pool thread a backend
-# connection or a PAM worker's pipes.
+# the fast lane to the loop (acceptors.PENDING) or parked until their request comes
+# (acceptors.PARKED), and per pool thread a backend connection or a PAM worker's pipes.
 RESERVED_FDS = 96
 FDS_PER_THREAD = 4
 
