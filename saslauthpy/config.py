@@ -52,9 +52,10 @@ class ServerOptions:
                                    duration=True)
     processes: int = option(0, "worker processes sharing the socket, the cache and the "
                             "penalties (0 = one per CPU)")
-    accept: str = option("thread", "how the fast lane takes connections: \"thread\" (a "
-                         "thread in epoll_wait) or \"loop\" (the event loop)",
-                         choices=("thread", "loop"))
+    accept: str = option("auto", "how the fast lane takes connections: \"thread\" (a "
+                         "thread in epoll_wait), \"loop\" (the event loop) or \"auto\" "
+                         "(thread when every check is local, else loop)",
+                         choices=("auto", "thread", "loop"))
     reveal_reasons: bool = option(False, "tell \"unknown user\" from \"wrong password\" in "
                                   "replies")
 

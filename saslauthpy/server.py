@@ -290,7 +290,10 @@ class Server:
         self._configure_lane()
         if self.metrics is not None:
             await self.metrics.start(self.shared.metrics_sock)
-        acceptor = ACCEPTORS[self.config.server.accept](
+        kind = self.config.server.accept
+        if kind == "auto":  # only the thread checks inline; else the loop saves a hop
+            kind = "thread" if self.auth.inline else "loop"
+        self.acceptor = acceptor = ACCEPTORS[kind](
             self.shared.listen, self.lane, self.loop, self.shed)
         acceptor.start()
         dovecot = await self.shared.dovecot.start(self) if self.shared.dovecot else None

@@ -100,3 +100,22 @@ def test_a_good_reload_changes_what_the_server_answers(server_factory):
     d.reload()
     assert d.server.config.mechanisms == ["getpwent"]
     assert d.ask("alice", PASSWORDS[0]) == "NO authentication failed"  # no such local account
+
+
+def test_the_default_acceptor_is_the_thread_for_local_checks_and_the_loop_otherwise(
+        server_factory):
+    """``accept = "auto"``: the thread, which can check a miss inline, when every check is
+    local (the SQLite store); the event loop, which saves the thread's hop to the loop,
+    for a chain with a network check (rimap here, its server down); ``accept`` forces."""
+    from saslauthpy.acceptors import LoopAcceptor, ThreadAcceptor
+
+    local = server_factory()
+    local.add("alice", PASSWORDS[0])
+    assert type(local.server.acceptor) is ThreadAcceptor
+    assert local.ask("alice", PASSWORDS[0], "smtp") == "OK"
+    remote = server_factory(args=["-a", "rimap", "-O", "127.0.0.1/1"])
+    assert type(remote.server.acceptor) is LoopAcceptor
+    assert remote.ask("alice", PASSWORDS[0], "smtp").startswith("NO ")  # tempfail: down
+    forced = server_factory(config={"server": {"accept": "thread"}},
+                            args=["-a", "rimap", "-O", "127.0.0.1/1"])
+    assert type(forced.server.acceptor) is ThreadAcceptor
