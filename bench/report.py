@@ -248,7 +248,9 @@ def write_plot(path: Path, rows: list[Row]) -> bool:
 
 
 def _bars(ax, lines: list[Line], ylabel: str, log: bool, missing: str = "n/a") -> None:
-    labels = [f"#{ln.scenario}" + ("" if ln.ours_label == "saslauthpy" else "\n+throttle")
+    labels = [f"#{ln.scenario}" + ("" if ln.ours_label == "saslauthpy"
+                                   else "\n" + ln.ours_label.removeprefix("saslauthpy").strip(" ,")
+                                   .replace("accept=", ""))
               for ln in lines]
     xs = range(len(lines))
     w = 0.38
