@@ -150,13 +150,13 @@ def _bind(opts: DovecotOptions) -> socket.socket:
         os.chmod(tmp, opts.socket_mode)
         if uid != -1 or gid != -1:
             os.chown(tmp, uid, gid)
+        sock.listen(1024)  # before the rename: the path never offers a refusing socket
         os.rename(tmp, path)
     except OSError as exc:
         sock.close()
         if os.path.lexists(tmp):
             os.unlink(tmp)
         raise ConfigError(f"[dovecot] listen: cannot make {path}: {exc.strerror}")
-    sock.listen(1024)
     sock.setblocking(False)
     return sock
 

@@ -8,6 +8,7 @@ import signal
 import socket
 import stat
 import threading
+import time
 
 import pytest
 from dovecot_auth import EOF_MARK, AuthClient, auth_line, b64, plain
@@ -106,8 +107,14 @@ def test_a_stale_socket_is_replaced(base):
     path = home / "auth"
     with socket.socket(socket.AF_UNIX) as s:
         s.bind(str(path))  # bound, never listening: what a crashed daemon leaves
+    stale = path.stat().st_ino
     d = Daemon(home / "sa", config={"dovecot": {"listen": str(path)}}).start()
     try:
+        # The saslauthd socket (what start() waits for) is made first; the Dovecot one
+        # replaces the stale file just after, already listening.
+        deadline = time.monotonic() + 10
+        while path.stat().st_ino == stale and time.monotonic() < deadline:
+            time.sleep(0.02)
         with AuthClient(path) as c:
             assert c.handshake[-1] == b"DONE"
     finally:
