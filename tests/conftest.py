@@ -58,6 +58,19 @@ def server_factory(tmp_path):
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def base(request):
+    """A fresh folder under /tmp that unprivileged daemons (Postfix's smtpd, Cyrus's imapd,
+    Dovecot's processes) can traverse, shared by the test module and removed after it."""
+    import shutil
+
+    from postfix_server import world_dir
+
+    path = world_dir(f"saslauthpy-{request.module.__name__}-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
 def daemon(daemon_factory):
     """A daemon on the embedded SQLite store with default settings."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from harness import Daemon, terminate
-from postfix_server import audit_for, free_port, reachable_daemon, wait_for_greeting, world_dir
+from postfix_server import audit_for, free_port, reachable_daemon, wait_for_greeting
 
 MASTER = Path("/usr/lib/cyrus/bin/master")
 
@@ -100,13 +100,6 @@ def _session_members(sid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[3]) == sid:  # field 6: session id
                 pids.append(int(entry.name))
     return pids
-
-
-@pytest.fixture(scope="module")
-def base():
-    path = world_dir("saslauthpy-cyrus-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

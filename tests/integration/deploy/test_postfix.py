@@ -8,22 +8,14 @@ so relaying to an outside domain is allowed only after a successful AUTH.
 
 from __future__ import annotations
 
-import shutil
 import smtplib
 import subprocess
 
 import pytest
 from harness import need
-from postfix_server import PostfixServer, alive, audit_for, reachable_daemon, world_dir
+from postfix_server import PostfixServer, alive, audit_for, reachable_daemon
 
 OUTSIDE = "someone@outside.example"
-
-
-@pytest.fixture(scope="module")
-def base():
-    path = world_dir("saslauthpy-postfix-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -3,22 +3,12 @@ clients (Postfix's smtpd as ``postfix``, Exim as ``Debian-exim``) can reach."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from harness import Daemon, merge
-from postfix_server import world_dir
 
 USERS = {"alice": "Wonder land 1", "bob@example.com": "b0b's pass"}
 # Penalties that do not decay during a test, and are short enough to wait out.
 THROTTLE = {"base_delay": 0.5, "max_delay": 2.0, "decay": 600.0}
-
-
-@pytest.fixture(scope="module")
-def base():
-    path = world_dir("saslauthpy-dovecot-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
