@@ -1,12 +1,16 @@
 """Credential cache: (login, realm, service) -> keyed hash of the last good password.
 
-saslauthd keeps an unsalted MD5 of the password in a file.  We keep a keyed
-BLAKE2b (16 bytes, a MAC like HMAC, at a third of its cost here) under a random key
-made at start and held only in memory, so neither the table nor a dump of it gives a password or a
-digest that could be tested offline.  Entries live ``ttl`` seconds (hits do not
-extend them, as in saslauthd).  An optional negative TTL remembers the last
-failed password of a key, so the same wrong guess repeated does not reach the
-backend again.
+saslauthd keeps an unsalted MD5 of the password in a file.  We keep a keyed BLAKE2b
+(16 bytes, a MAC like HMAC, at a third of its cost here) under a random key made at start
+and held only in memory, so neither the table nor a dump of it gives a password or a
+digest that could be tested offline.  An entry is found by a tag, Python's own ``hash`` of
+its key (SipHash under a random key the interpreter draws at start, inherited by the
+forked workers): a keyed hash, so no one can aim keys at one set, and the cheapest there
+is.  The fingerprint, computed only once the tag is found, also covers the key, so two
+keys sharing a tag could only evict each other, never answer for each other.  Entries
+live ``ttl`` seconds (hits do not extend them, as in saslauthd).  An optional negative
+TTL remembers the last failed password of a key, so the same wrong guess repeated does
+not reach the backend again.
 
 The table is one fixed block of anonymous shared memory, like saslauthd's mmap
 but never on disk: created before the daemon forks its worker processes, it is
@@ -14,7 +18,7 @@ shared by all of them, and its size does not grow with use (64 bytes an entry,
 100,000 entries in 6.4 MB, no per-entry Python objects).  It is set-associative:
 a key can live in one of ``WAYS`` slots of its set, and a full set evicts its
 least recently used entry.  Writers take no lock: every entry carries a check
-(CRC-32) over its contents, so an entry torn by two processes writing at once
+(CRC-32) over what it answers with, so an entry torn by two processes writing at once
 reads as empty, never as a wrong answer.
 
 Entries are looked up by the exact (login, realm, service), but flushed by the user's
@@ -40,12 +44,19 @@ from collections.abc import Callable
 from .backends.base import fold
 
 WAYS = 8
-# key digest, password fingerprint, expiry, last use, login digest, check
-_ENTRY = struct.Struct("<16s16sdd8s8s")
+# tag, password fingerprint, expiry, login digest, check (over the 40 bytes before it),
+# last use, 8 spare bytes
+_ENTRY = struct.Struct("<8s16sd8sQd8x")
 SIZE = _ENTRY.size  # 64
+_HEADER = struct.Struct("<8s16sd8s")  # what the check covers
+_CHECKED = struct.Struct("<8s16sd8sQ")  # what a lookup reads: all but the last use
+_HEAD = _HEADER.size  # 40
+_LOGIN_AT = 32  # offset of the login digest in an entry
 _LAST_USED = struct.Struct("<d")
+_TAG = struct.Struct("<q")
 _GENERATION = struct.Struct("<Q")
 _GOOD, _BAD = b"+", b"-"
+_STRIDE = WAYS * SIZE
 
 
 class CredentialCache:
@@ -57,7 +68,6 @@ class CredentialCache:
         self._secret = os.urandom(32)
         # keyed states, copied per use: the key block is hashed once, here
         self._fp_mac = hashlib.blake2b(key=self._secret, digest_size=16, person=b"password")
-        self._key_mac = hashlib.blake2b(key=self._secret, digest_size=16, person=b"key")
         self.sets = max(1, -(-max_entries // WAYS))
         self.capacity = self.sets * WAYS
         self._mm = mmap.mmap(-1, self.capacity * SIZE)  # anonymous, MAP_SHARED
@@ -87,87 +97,70 @@ class CredentialCache:
     def _mac(self, data: bytes, size: int) -> bytes:
         return hashlib.blake2b(data, key=self._secret, digest_size=size).digest()
 
-    def _digest(self, kind: bytes, key: str) -> bytes:
-        return self._raw_digest(kind, key.encode("utf-8", "surrogateescape"))
-
-    def _raw_digest(self, kind: bytes, key: bytes) -> bytes:
-        h = self._key_mac.copy()
-        h.update(kind + key)
-        return h.digest()
-
     def _login_digest(self, login: str) -> bytes:
         # Flushes are by account, whatever the spelling: "alice" also covers "ALICE",
         # " alice" and "alice@realm" (the -r form), which some backend may take for alice.
         tag = fold(login).split("@", 1)[0]
         return self._mac(b"L" + tag.encode("utf-8", "surrogateescape"), 8)
 
-    @staticmethod
-    def _check(kd: bytes, fp: bytes, expires: float, ld: bytes) -> bytes:
-        # Against torn writes, not against an attacker (who cannot write this memory).
-        return zlib.crc32(kd + fp + struct.pack("<d", expires) + ld).to_bytes(8, "little")
-
-    def _find(self, kd: bytes) -> int:
-        """Offset of the slot holding digest ``kd`` in its set, or -1."""
-        start = (int.from_bytes(kd[:8], "little") % self.sets) * WAYS * SIZE
-        end = start + WAYS * SIZE
-        pos = self._mm.find(kd, start, end)
+    def _find(self, h: int) -> int:
+        """Offset of the slot tagged ``h`` (``hash`` of kind and key) in its set, or -1."""
+        start = (h % self.sets) * _STRIDE
+        end = start + _STRIDE
+        tag = _TAG.pack(h)
+        pos = self._mm.find(tag, start, end)
         while pos != -1 and (pos - start) % SIZE:
-            pos = self._mm.find(kd, pos + 1, end)  # a match inside another field
+            pos = self._mm.find(tag, pos + 1, end)  # a match inside another field
         return pos
 
-    def _read(self, off: int, kd: bytes, now: float) -> bytes | None:
-        """The fingerprint at ``off`` if the entry is whole and unexpired."""
-        got_kd, fp, expires, _, ld, check = _ENTRY.unpack_from(self._mm, off)
-        if got_kd != kd or expires <= now:
-            return None
-        if not hmac.compare_digest(check, self._check(kd, fp, expires, ld)):
-            return None  # torn by a concurrent write: treat as empty
-        return fp
+    @staticmethod
+    def _whole(raw: bytes) -> bool:
+        """Whether the entry read as ``raw`` (its first 48 bytes) is as one writer left it."""
+        return zlib.crc32(raw[:_HEAD]) == _CHECKED.unpack(raw)[4]
 
     def _get(self, kind: bytes, key: str | bytes, fp: bytes | None = None,
              password: bytes = b"") -> bool:
         """Whether ``key`` (its text, or its bytes) holds ``fp`` (or ``password``'s
         fingerprint, computed only when the key is there)."""
         raw = key if isinstance(key, bytes) else key.encode("utf-8", "surrogateescape")
-        kd = self._raw_digest(kind, raw)
-        off = self._find(kd)
+        h = hash(kind + raw)
+        off = self._find(h)
         if off < 0:
             return False
         now = self._clock()
-        stored = self._read(off, kd, now)
-        if stored is None:
-            return False
+        entry = self._mm[off:off + _HEAD + 8]  # one read: what is checked is what is used
+        _, stored, expires, _, check = _CHECKED.unpack(entry)
+        if expires <= now or zlib.crc32(entry[:_HEAD]) != check:
+            return False  # expired, or torn by a concurrent write: as if empty
         if not hmac.compare_digest(stored, fp or self._fingerprint(raw, password)):
             return False
-        _LAST_USED.pack_into(self._mm, off + 40, now)
+        _LAST_USED.pack_into(self._mm, off + _HEAD + 8, now)
         return True
 
     def _put(self, kind: bytes, key: str, fp: bytes, ttl: float) -> None:
-        kd = self._digest(kind, key)
+        h = hash(kind + key.encode("utf-8", "surrogateescape"))
         now = self._clock()
-        off = self._find(kd)
+        off = self._find(h)
         if off < 0:
-            off = self._victim(kd, now)
-        login = key.split("\0", 1)[0]
-        ld = self._login_digest(login)
-        expires = now + ttl
-        _ENTRY.pack_into(self._mm, off, kd, fp, expires, now, ld,
-                         self._check(kd, fp, expires, ld))
+            off = self._victim(h, now)
+        ld = self._login_digest(key.split("\0", 1)[0])
+        fields = (_TAG.pack(h), fp, now + ttl, ld)
+        _ENTRY.pack_into(self._mm, off, *fields, zlib.crc32(_HEADER.pack(*fields)), now)
 
-    def _victim(self, kd: bytes, now: float) -> int:
+    def _victim(self, h: int, now: float) -> int:
         """An empty or expired slot of the set, else its least recently used one."""
-        start = (int.from_bytes(kd[:8], "little") % self.sets) * WAYS * SIZE
+        start = (h % self.sets) * _STRIDE
         best, best_used = start, float("inf")
-        for off in range(start, start + WAYS * SIZE, SIZE):
-            got_kd, fp, expires, used, ld, check = _ENTRY.unpack_from(self._mm, off)
-            if expires <= now or check != self._check(got_kd, fp, expires, ld):
+        for off in range(start, start + _STRIDE, SIZE):
+            *_, expires, _, _, used = _ENTRY.unpack_from(self._mm, off)
+            if expires <= now or not self._whole(self._mm[off:off + _HEAD + 8]):
                 return off
             if used < best_used:
                 best, best_used = off, used
         return best
 
     def _delete(self, kind: bytes, key: str) -> None:
-        off = self._find(self._digest(kind, key))
+        off = self._find(hash(kind + key.encode("utf-8", "surrogateescape")))
         if off >= 0:
             self._mm[off:off + SIZE] = bytes(SIZE)
 
@@ -226,7 +219,7 @@ class CredentialCache:
         n = 0
         pos = self._mm.find(ld)
         while pos != -1:
-            off = pos - 48
+            off = pos - _LOGIN_AT
             if off >= 0 and off % SIZE == 0:
                 self._mm[off:off + SIZE] = bytes(SIZE)
                 n += 1
@@ -241,8 +234,8 @@ class CredentialCache:
         now = self._clock()
         n = 0
         for off in range(0, len(self._mm), SIZE):
-            kd, fp, expires, _, ld, check = _ENTRY.unpack_from(self._mm, off)
-            if expires > now and check == self._check(kd, fp, expires, ld):
+            entry = self._mm[off:off + _HEAD + 8]
+            if _CHECKED.unpack(entry)[2] > now and self._whole(entry):
                 n += 1
         return n
 

@@ -72,7 +72,7 @@ class Counts:
     def __init__(self) -> None:
         self.accepted = 0  # connections taken off the socket
         self.answered = 0  # cached OKs written here
-        self.by_service: dict[str, int] = {}  # answered, by service (the request's text)
+        self.by_service: dict[bytes, int] = {}  # answered, by service (as the request had it)
         self.handed = 0  # connections given to the event loop
         self.inline = 0  # requests checked and answered here (the inline lane)
         self.latency = [0] * (len(LATENCY_BUCKETS) + 1)  # answered, per bucket (+Inf last)
@@ -126,22 +126,8 @@ class FastLane:
         if not data:  # connect and close (a health check): nothing to record
             os.close(fd)
             return
-        # One whole request of four or five fields and nothing else, every field within
-        # max_field, login and password not empty, no NUL: anything else is handed over.
-        limit = self.max_field
-        end = len(data)
-        fields = []
-        pos = 0
-        while pos < end and len(fields) < 5:
-            if end - pos < 2:
-                break
-            size = (data[pos] << 8) | data[pos + 1]
-            pos += 2
-            if size > limit or pos + size > end or data.find(b"\0", pos, pos + size) >= 0:
-                break
-            fields.append(data[pos:pos + size])
-            pos += size
-        if pos != end or len(fields) < 4 or not fields[0] or not fields[1]:
+        fields = split(data, self.max_field)
+        if fields is None:
             counts.handed += 1
             self.handover(fd, data)
             return
@@ -162,7 +148,7 @@ class FastLane:
             counts.latency[bisect.bisect_left(LATENCY_BUCKETS, latency)] += 1
             counts.latency_sum += latency
         counts.answered += 1
-        service = _text(fields[2])
+        service = fields[2]
         counts.by_service[service] = counts.by_service.get(service, 0) + 1
         try:
             os.write(fd, REPLY_OK)
@@ -215,6 +201,37 @@ class FastLane:
         creds = peercred(fd)
         req = self.auth.normalise(_request(fields))
         self.record(Decision(req, "ok", "", "cache", True, latency, Peer(lambda: creds)))
+
+
+def split(data: bytes, limit: int) -> list[bytes] | None:
+    """The fields of ``data`` when it is one whole request of four or five fields and
+    nothing else, every field within ``limit`` bytes, login and password not empty, no
+    NUL anywhere in a field; else None (the asyncio path's business).  Unrolled: this is
+    the fast lane's hottest code."""
+    try:
+        end = 2 + (data[0] << 8 | data[1])
+        login = data[2:end]
+        start = end + 2
+        end = start + (data[end] << 8 | data[end + 1])
+        password = data[start:end]
+        start = end + 2
+        end = start + (data[end] << 8 | data[end + 1])
+        service = data[start:end]
+        start = end + 2
+        end = start + (data[end] << 8 | data[end + 1])
+        fields = [login, password, service, data[start:end]]
+        if end < len(data):
+            start = end + 2
+            end = start + (data[end] << 8 | data[end + 1])
+            fields.append(data[start:end])
+    except IndexError:  # a length cut short
+        return None
+    if end != len(data) or not login or not password:
+        return None
+    for field in fields:
+        if len(field) > limit or b"\0" in field:
+            return None
+    return fields
 
 
 def _request(fields: list[bytes]) -> Request:

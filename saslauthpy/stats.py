@@ -85,7 +85,8 @@ class Stats:
             answered, handed, accepted = lane.answered, lane.handed, lane.accepted
             inline = lane.inline
             for service, n in list(lane.by_service.items()):
-                key = ("cache", self.service_label(service), "ok")
+                key = ("cache", self.service_label(service.decode("utf-8", "surrogateescape")),
+                       "ok")
                 requests[key] = requests.get(key, 0) + n
             latency = [a + b for a, b in zip(latency, lane.latency, strict=True)]
             latency_sum += lane.latency_sum
