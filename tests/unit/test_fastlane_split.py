@@ -20,13 +20,10 @@ def expected(data: bytes) -> list[bytes] | None:
     fields = [req.login.encode("utf-8", "surrogateescape"), req.password,
               req.service.encode("utf-8", "surrogateescape"),
               req.realm.encode("utf-8", "surrogateescape")]
-    whole = b"".join(encode_field(f) for f in fields)
-    if len(whole) != len(data):  # a fifth field, or bytes after the request
-        addr = req.client_addr.encode("utf-8", "surrogateescape")
-        fields.append(addr)
-        if len(whole) + 2 + len(addr) != len(data):
-            return None
-    return fields
+    for fields in (fields, [*fields, req.client_addr.encode("utf-8", "surrogateescape")]):
+        if b"".join(encode_field(f) for f in fields) == data:  # nothing more, nothing less
+            return fields
+    return None
 
 
 def shapes(rng: random.Random):
