@@ -20,9 +20,9 @@ def expected(data: bytes) -> list[bytes] | None:
     fields = [req.login.encode("utf-8", "surrogateescape"), req.password,
               req.service.encode("utf-8", "surrogateescape"),
               req.realm.encode("utf-8", "surrogateescape")]
-    for fields in (fields, [*fields, req.client_addr.encode("utf-8", "surrogateescape")]):
-        if b"".join(encode_field(f) for f in fields) == data:  # nothing more, nothing less
-            return fields
+    for whole in (fields, [*fields, req.client_addr.encode("utf-8", "surrogateescape")]):
+        if b"".join(encode_field(f) for f in whole) == data:  # nothing more, nothing less
+            return whole
     return None
 
 
