@@ -9,9 +9,10 @@ penalty of the account a backend really checks.
 
 Cache hits are answered synchronously on the event loop (``answer_from_cache``);
 everything else goes through ``answer()``, where each backend runs its blocking
-work in its own bounded pool.  When every backend's check is a local verify (``inline``:
-shadow, getpwent, sasldb, SQLite) the fast lane's thread may run the whole pipeline
-itself (``answer_now``): the same steps, answers, records and penalties, with no hop to
+work in its own bounded pool.  When every backend's check may run in the fast lane's
+threads (``inline``: a local verify, shadow, getpwent, sasldb, SQLite; or LDAP, which gives
+up at once when its server is slow) such a thread may run the whole pipeline itself
+(``answer_now``): the same steps, answers, records and penalties, with no hop to
 the event loop and the pool.  The chain tries backends in order: the first OK or FAIL wins,
 UNKNOWN lets the next one try, and TEMPFAIL is remembered so that if nobody
 knows the user the answer is a temporary failure rather than "unknown".
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,11 +149,13 @@ class Authenticator:
         self.gate = FairGate(max(1, config.threads // 2))
         self.suspects = asyncio.Semaphore(max(1, config.threads // 2))
         self.in_flight = 0  # answer()s running (counted on the event loop)
-        self.checking = 0  # answer_now()s running (counted by the fast lane's thread)
-        # The whole pipeline may run in the fast lane's thread: every check is local and
-        # no penalty needs a Redis round trip.
+        self.checking = 0  # answer_now()s running (counted by the fast lane's threads)
+        self.checking_lock = threading.Lock()
+        # The whole pipeline may run in the fast lane's threads: every check may run there
+        # (``Backend.inline``) and no penalty needs a Redis round trip.
         self.inline = bool(backends) and all(b.inline for b in backends) and not (
             throttle is not None and throttle.shared)
+        self.waits = any(b.waits for b in backends)  # on a server, not a hash
         self._reveal = config.server.reveal_reasons
 
     # -- helpers ------------------------------------------------------------

@@ -54,7 +54,8 @@ class ServerOptions:
                             "penalties (0 = one per CPU)")
     accept: str = option("auto", "how the fast lane takes connections: \"thread\" (a "
                          "thread in epoll_wait), \"loop\" (the event loop) or \"auto\" "
-                         "(thread when every check is local, else loop)",
+                         "(thread when every check may run in its threads: local ones, LDAP "
+                         "without SASL; else loop)",
                          choices=("auto", "thread", "loop"))
     reveal_reasons: bool = option(False, "tell \"unknown user\" from \"wrong password\" in "
                                   "replies")

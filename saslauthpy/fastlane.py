@@ -7,16 +7,18 @@ testsaslauthd write it in one ``writev`` before they read) whose good password i
 cache while no penalty is pending, writes ``OK`` and closes: no transport, no protocol
 object, no task, no per-request object.
 
-With the ``thread`` acceptor and a chain of local checks (``Authenticator.inline``: shadow,
-getpwent, sasldb, SQLite), a whole request the cache does not answer, with no penalty
-pending, is answered in this thread too (the *inline lane*): ``Authenticator.answer_now``
-checks it (crypt(3) releases the GIL), caches, records and audits it exactly as the
-asyncio path would, and the reply is written here, with no hop to the event loop and the
-backend's pool.  While inline checks cost more than ``INLINE_MAX`` seconds of CPU on
-average (yescrypt, bcrypt: the hop is then nothing beside the hash; a moving average, so
-that one costly first check, a decoy made or a library loaded, does not count), such
-requests go the asyncio way for ``INLINE_PAUSE`` seconds: cheap answers never wait long
-behind costly checks.
+With the ``thread`` acceptor and a chain of checks that may run here
+(``Authenticator.inline``: shadow, getpwent, sasldb, SQLite, and LDAP without SASL), a whole
+request the cache does not answer, with no penalty pending, is answered in this thread too
+(the *inline lane*): ``Authenticator.answer_now`` checks it (crypt(3) releases the GIL, as
+libldap does while it waits), caches, records and audits it exactly as the asyncio path
+would, and the reply is written here, with no hop to the event loop and the backend's
+pool.  While inline checks cost more than ``INLINE_MAX`` seconds of CPU on average
+(yescrypt, bcrypt: the hop is then nothing beside the hash; a moving average, so that one
+costly first check, a decoy made or a library loaded, does not count), or after a check
+that could not end at once (``NotNow``: an LDAP server slow to answer), such requests go
+the asyncio way for ``INLINE_PAUSE`` seconds: cheap answers never wait long behind costly
+or stalled checks.
 
 Everything else goes to the event loop and is answered there exactly as before: a whole
 request it could not answer (a miss, a cached wrong password, a penalty, the throttle in
@@ -44,6 +46,7 @@ import time
 from collections.abc import Callable
 
 from .authenticator import REPLY_OK, Decision, Peer
+from .backends.base import NotNow
 from .control import peer_credentials
 from .protocol import Request, format_reply
 
@@ -77,6 +80,21 @@ class Counts:
         self.inline = 0  # requests checked and answered here (the inline lane)
         self.latency = [0] * (len(LATENCY_BUCKETS) + 1)  # answered, per bucket (+Inf last)
         self.latency_sum = 0.0
+
+    @classmethod
+    def total(cls, all_counts) -> Counts:
+        """The sum of several lanes' counts."""
+        out = cls()
+        for c in all_counts:
+            out.accepted += c.accepted
+            out.answered += c.answered
+            out.handed += c.handed
+            out.inline += c.inline
+            out.latency_sum += c.latency_sum
+            out.latency = [a + b for a, b in zip(out.latency, c.latency, strict=True)]
+            for service, n in list(c.by_service.items()):
+                out.by_service[service] = out.by_service.get(service, 0) + n
+        return out
 
 
 class FastLane:
@@ -158,8 +176,10 @@ class FastLane:
 
     def _inline(self, auth, fd: int, fields: list[bytes], started: float) -> bool:
         """Answer a request the cache did not, checking it here; False: hand it over (a
-        penalty came meanwhile, or a reload replaced ``auth``)."""
-        auth.checking += 1  # before looking again: a reload waits for it (busy())
+        penalty came meanwhile, a reload replaced ``auth``, or the check could not end at
+        once)."""
+        with auth.checking_lock:  # before looking again: a reload waits for it (busy())
+            auth.checking += 1
         try:
             if self.auth is not auth:
                 return False
@@ -167,6 +187,9 @@ class FastLane:
             req = _request(fields)
             try:
                 reply = auth.answer_now(req, Peer(lambda: peercred(fd)), started)
+            except NotNow:  # a server slow to answer: nothing decided, none inline a while
+                self.inline_after = time.monotonic() + INLINE_PAUSE
+                return False
             except Exception:  # as on the asyncio path (Server._answer_taken)
                 log.exception("failed to answer %r", req)
                 reply = INTERNAL_ERROR
@@ -175,7 +198,8 @@ class FastLane:
                 self.inline_after = time.monotonic() + INLINE_PAUSE
                 self.inline_cost = 0.0  # a fresh start after the pause
         finally:
-            auth.checking -= 1
+            with auth.checking_lock:
+                auth.checking -= 1
         if reply is None:
             return False
         self.counts.inline += 1

@@ -40,7 +40,7 @@ from .config import Config
 from .connection import Connection
 from .errors import ConfigError
 from .eventloop import early_signals
-from .fastlane import FastLane, peercred
+from .fastlane import Counts, FastLane, peercred
 from .penalties import PenaltyTable
 from .scoreboard import Scoreboard
 from .stats import Stats, merge
@@ -142,7 +142,7 @@ class Server:
         self.stats.max_services = cfg.metrics.max_services
         if cfg.metrics.listen:
             self.metrics = metrics_module().Metrics(cfg, self.totals)
-        self.lane = FastLane(self.adopt, self.take, cfg.server.max_field)
+        self.lanes = [FastLane(self.adopt, self.take, cfg.server.max_field)]
         self.auth = self.build(cfg)
 
     def record(self, decision: Decision) -> None:
@@ -172,11 +172,12 @@ class Server:
         return Authenticator(config, backends, cache, throttle,
                              observers=[self.record, self.count])
 
-    def _configure_lane(self) -> None:
+    def _configure_lanes(self) -> None:
         opts = self.audit.options
         each = bool(opts.file) or (opts.syslog and self.audit.verbose)
-        self.lane.configure(self.auth, self.config.server.max_field,
-                            self.record if each else None, self.metrics is not None)
+        for lane in self.lanes:
+            lane.configure(self.auth, self.config.server.max_field,
+                           self.record if each else None, self.metrics is not None)
 
     def spawn(self, coro) -> None:
         task = self.loop.create_task(coro)
@@ -270,7 +271,8 @@ class Server:
         gauges = {"connections_open": self.held(), "in_flight": len(self.tasks)}
         if self.metrics is not None:
             gauges["open_fds"] = len(os.listdir("/proc/self/fd"))
-        self.shared.board.publish(self.slot, self.stats.snapshot(self.lane.counts, **gauges))
+        self.shared.board.publish(self.slot, self.stats.snapshot(
+            Counts.total(lane.counts for lane in self.lanes), **gauges))
 
     def totals(self) -> dict:
         """Every worker's numbers, this one's fresh."""
@@ -287,15 +289,23 @@ class Server:
     async def serve(self, ready: Callable[[], None] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        self._configure_lane()
         if self.metrics is not None:
             await self.metrics.start(self.shared.metrics_sock)
         kind = self.config.server.accept
-        if kind == "auto":  # only the thread checks inline; else the loop saves a hop
+        if kind == "auto":  # only a thread checks inline; else the loop saves a hop
             kind = "thread" if self.auth.inline else "loop"
-        self.acceptor = acceptor = ACCEPTORS[kind](
-            self.shared.listen, self.lane, self.loop, self.shed)
-        acceptor.start()
+        if kind == "thread" and self.auth.inline and self.auth.waits:
+            # Checks that wait on a server, one at a time per thread: as many threads as
+            # the C saslauthd has processes waiting (-n), shared by the worker processes.
+            count = -(-self.config.threads // max(1, self.config.server.processes))
+            self.lanes += [FastLane(self.adopt, self.take, self.config.server.max_field)
+                           for _ in range(count - 1)]
+        self._configure_lanes()
+        acceptors = [ACCEPTORS[kind](self.shared.listen, lane, self.loop, self.shed)
+                     for lane in self.lanes]
+        self.acceptor = acceptors[0]
+        for acceptor in acceptors:
+            acceptor.start()
         dovecot = await self.shared.dovecot.start(self) if self.shared.dovecot else None
         handlers = {signal.SIGTERM: self.stop, signal.SIGINT: self.stop,
                     signal.SIGHUP: lambda: self.spawn(self.reload())}
@@ -309,7 +319,8 @@ class Server:
         if ready is not None:
             ready()
         await self._stopping.wait()
-        acceptor.stop()
+        for acceptor in acceptors:
+            acceptor.stop()
         if dovecot is not None:
             dovecot.close()
         for task in helpers:
@@ -374,7 +385,7 @@ class Server:
         self.config = config
         self.auth = auth
         self.max_connections = rundir.connection_cap(config)
-        self._configure_lane()
+        self._configure_lanes()
         if self.cache is not None and _answers_identity(old.config) != _answers_identity(config):
             # After the swap, on the loop: requests still running on the old pipeline came
             # in before this flush, so the cache will not keep their answers.

@@ -76,6 +76,12 @@ class NoOptions:
     """The table of a backend that takes no keys: any key in it is refused."""
 
 
+class NotNow(BaseException):
+    """An inline check (``Backend.inline``) that cannot end at once (a server slow to
+    answer, or gone): nothing was decided, and the request goes the event loop's way.  A
+    BaseException, so that no ``except Exception`` on its way takes it for a failed check."""
+
+
 class Backend:
     """Base class: subclasses set ``name`` and ``Options`` and implement ``check`` (or
     ``authenticate``)."""
@@ -83,10 +89,12 @@ class Backend:
     name = "base"
     Options: type = NoOptions
     uses_realm = True  # False: the realm never reaches the check (passwd, shadow, PAM)
-    # True: ``check`` is a local verify (a file or local database read and a hash), never
-    # waits on a network and never asks for a delay, so the fast lane's thread may run it
-    # itself instead of handing the request to the event loop and this pool.
+    # True: ``check`` is a local verify (a file or local database read and a hash), or
+    # raises ``NotNow`` rather than wait long on a network, and never asks for a delay, so
+    # the fast lane's thread may run it itself instead of handing the request to the event
+    # loop and this pool.
     inline = False
+    waits = False  # True: ``check`` waits on a server (the fast lane then runs more threads)
 
     def __init__(self, config: Config, options: Mapping[str, Any] | Any = None):
         """``options``: this backend's ``Options``, or its TOML table (``[name]``) as a

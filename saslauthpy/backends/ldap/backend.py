@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -54,6 +55,7 @@ from .connection import (
 )
 from .identity import identity
 from .links import Links
+from .now import NowLinks, run_now
 from .sasl import Unsendable
 from .settings import Options, escape_dn_value, escape_filter_value, expand, load_settings
 
@@ -80,6 +82,7 @@ class Refused(Exception):
 class Backend(base.Backend):
     name = "ldap"
     Options = Options
+    waits = True
 
     def __init__(self, config: Config, options: Mapping[str, Any] | Options | None = None):
         super().__init__(config, options)
@@ -96,6 +99,11 @@ class Backend(base.Backend):
         self.started: tuple[LDAPObject, int] | None = None  # the connection open() made
         # idle connections (and their server) for the blocking SASL fastbinds
         self.sasl_users: list[tuple[LDAPObject, int]] = []
+        # The fast lane's thread may check here itself (now.py), each thread with links of
+        # its own; SASL binds take several round trips in a thread of their own: not there.
+        self.inline = not self.s.use_sasl
+        self.now = threading.local()
+        self.now_links: list[NowLinks] = []
 
     # -- lifecycle
 
@@ -133,6 +141,8 @@ class Backend(base.Backend):
             close(started[0])
         while self.sasl_users:
             close(self.sasl_users.pop()[0])
+        while self.now_links:
+            self.now_links.pop().close()
         self.threads.shutdown(wait=False)
 
     def _links(self) -> Links:
@@ -157,26 +167,33 @@ class Backend(base.Backend):
         return identity(self.s, login, realm)
 
     async def authenticate(self, request: Request) -> Answer:
-        login, password = request.login, request.password
-        if not login:
-            return base.UNKNOWN
-        if not password:
-            return Answer(base.Result.FAIL, "empty password")  # never an unauthenticated bind
-        if b"\0" in password:
-            return Answer(base.Result.FAIL, "password contains a NUL byte")
-        try:
-            login.encode("utf-8")
-        except UnicodeEncodeError:
-            return Answer(base.Result.UNKNOWN, "login is not valid UTF-8")
-        realm = request.realm or self.s.default_realm
+        refused = _refused(request)
+        if refused is not None:
+            return refused
         links = self._links()
         # Every wait below is bounded by this deadline: the LDAP operations by the links'
         # sweeper (no timer per request), the rest (a connection being opened, a free
         # user connection, a costly hash, a SASL bind) by their own timeouts.
         deadline = links.loop.time() + self.s.timeout
+        return await self._answer(self._check(links, request, deadline), request.login)
+
+    def check(self, request: Request) -> Answer:
+        """The same check in the fast lane's thread (``inline``), on this thread's own
+        links; raises ``NotNow`` when it cannot end at once."""
+        refused = _refused(request)
+        if refused is not None:
+            return refused
+        links = getattr(self.now, "links", None)
+        if links is None:
+            links = self.now.links = NowLinks(self.directory, self.service_identity)
+            self.now_links.append(links)
+        deadline = time.monotonic() + self.s.timeout
+        return run_now(self._answer(self._check(links, request, deadline), request.login))
+
+    async def _answer(self, check, login: str) -> Answer:
+        """The answer of ``check`` (``_check``'s coroutine), its errors told apart."""
         try:
-            return await self._check(links, login, password, request.service, realm,
-                                     deadline)
+            return await check
         except TimeoutError:
             return tempfail("the LDAP server did not answer within ldap_timeout")
         except NotFound as exc:
@@ -192,8 +209,10 @@ class Backend(base.Backend):
             log.exception("ldap: unexpected error checking %r", login)
             return tempfail("internal error in the ldap backend")
 
-    async def _check(self, links: Links, login: str, password: bytes, service: str,
-                     realm: str, deadline: float) -> Answer:
+    async def _check(self, links: Links | NowLinks, request: Request,
+                     deadline: float) -> Answer:
+        login, password, service = request.login, request.password, request.service
+        realm = request.realm or self.s.default_realm
         method = self.s.auth_method
         if method == "fastbind" and self.s.use_sasl:
             dn = await self._sasl_fastbind(login, password, realm, deadline)
@@ -205,7 +224,8 @@ class Backend(base.Backend):
             dn, attributes = await self._find_user(links, login, service, realm, attrs,
                                                    deadline)
             if method == "custom":
-                answer = await self._compare_password(dn, attributes, password, deadline)
+                answer = await self._compare_password(dn, attributes, password, deadline,
+                                                      links.blocking)
                 if answer is not OK:
                     return answer
             else:
@@ -255,7 +275,9 @@ class Backend(base.Backend):
         return entries[0]
 
     async def _compare_password(self, dn: str, attributes: dict, password: bytes,
-                                deadline: float) -> Answer:
+                                deadline: float, here: bool = False) -> Answer:
+        """``here``: in this thread whatever the scheme costs (the fast lane's thread,
+        which stops checking inline while checks cost much)."""
         wanted = self.s.password_attr.lower()
         values = [v for k, vs in attributes.items() if k.lower() == wanted for v in vs]
         if not values:
@@ -265,7 +287,7 @@ class Backend(base.Backend):
             scheme = passwords.scheme_of(stored).split(".")[0].upper()
             try:
                 # A value without a {SCHEME} is cleartext, as saslauthd compares it.
-                if scheme in CHEAP_SCHEMES:
+                if scheme in CHEAP_SCHEMES or here:
                     ok = passwords.verify(password, stored, default_scheme="PLAIN")
                 else:  # crypt, bcrypt, argon2, PBKDF2: not on the event loop
                     async with asyncio.timeout_at(deadline):
@@ -358,6 +380,21 @@ class Backend(base.Backend):
                                            deadline))
         except ldap.SIZELIMIT_EXCEEDED:  # more than one group matches
             return True
+
+
+def _refused(request: Request) -> Answer | None:
+    """The answer to a request no directory is asked about, or None."""
+    if not request.login:
+        return base.UNKNOWN
+    if not request.password:
+        return Answer(base.Result.FAIL, "empty password")  # never an unauthenticated bind
+    if b"\0" in request.password:
+        return Answer(base.Result.FAIL, "password contains a NUL byte")
+    try:
+        request.login.encode("utf-8")
+    except UnicodeEncodeError:
+        return Answer(base.Result.UNKNOWN, "login is not valid UTF-8")
+    return None
 
 
 def _filter(text: str) -> str:

@@ -161,6 +161,8 @@ class Kind:
 class Links:
     """The service and user links of one event loop."""
 
+    blocking = False  # (NowLinks: True)
+
     def __init__(self, loop: asyncio.AbstractEventLoop, directory: Directory,
                  service: Identity, size: int, opener: Executor):
         self.loop, self.directory, self.opener = loop, directory, opener

@@ -1,0 +1,87 @@
+"""Blocking links for the fast lane's thread: the LDAP check with no hop to the event loop.
+
+With the ``thread`` acceptor, the fast lane checks a request the cache does not answer in
+its own thread (``Backend.inline``).  For LDAP that thread keeps a service and a user
+connection of its own and runs the backend's very check (``Backend._check``, the coroutine
+the event loop runs) through ``run_now``: every ``await links.call`` here returns at once,
+having sent the operation and waited for its answer, so the coroutine ends without ever
+suspending.  One thread, one request at a time: the C saslauthd's way, without its cost
+of a task, a future and a reader callback per operation.
+
+Waiting is what the thread must not do for long, since cache hits queue behind it: an
+answer that takes more than ``WAIT`` seconds, a server that is gone or a connection that
+cannot be opened at once raises ``NotNow``.  Nothing was decided then; both connections
+are dropped (a late answer must not meet the next operation), the fast lane stops checking
+inline for a while and hands the request to the event loop, which checks it afresh with
+all of ``ldap_timeout``, failover and its logging.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import ldap
+
+from ..base import NotNow
+from .connection import Directory, Identity, ServiceBindRefused, Unavailable, close
+from .sasl import Unsendable
+
+WAIT = 0.2  # seconds an operation (or opening a connection) may take in the fast lane
+# python-ldap errors that say the connection, not the operation, failed
+GONE = (ldap.SERVER_DOWN, ldap.CONNECT_ERROR, ldap.TIMEOUT, ldap.UNAVAILABLE, ldap.BUSY)
+
+
+class NowLinks:
+    """A service and a user connection, used by one thread at a time."""
+
+    blocking = True
+    service = "service"
+    user = "user"
+
+    def __init__(self, directory: Directory, service: Identity):
+        self.directory = directory
+        self.identities = {self.service: service, self.user: Identity()}
+        self.conns: dict[str, Any] = {}
+
+    async def call(self, kind: str, op: str, args: tuple, deadline: float) -> tuple[int, Any]:
+        """``Links.call`` done at once: send ``op`` and wait for its answer (at most
+        ``WAIT`` seconds, and never past ``deadline``); python-ldap's error for a refused
+        operation, ``NotNow`` for anything that is not the server's answer."""
+        conn = self.conns.get(kind) or self._open(kind, deadline)
+        raw = conn._l
+        try:
+            msgid = getattr(raw, op)(*args)
+            wait = min(deadline, time.monotonic() + WAIT) - time.monotonic()
+            rtype, data, _, _ = raw.result4(msgid, 1, max(wait, 0.001), 0, 0, 0)
+        except GONE:
+            self.close()
+            raise NotNow() from None
+        return rtype, data
+
+    def _open(self, kind: str, deadline: float) -> Any:
+        try:
+            conn, _ = self.directory.connect(self.identities[kind],
+                                             min(deadline, time.monotonic() + WAIT),
+                                             for_users=kind == self.user)
+        except (Unavailable, ServiceBindRefused, Unsendable):
+            raise NotNow() from None  # the event loop's path says why, and logs it
+        self.conns[kind] = conn
+        return conn
+
+    def close(self) -> None:
+        conns, self.conns = self.conns, {}
+        for conn in conns.values():
+            close(conn)
+
+
+def run_now(coro: Coroutine[Any, Any, Any]) -> Any:
+    """The value of a coroutine whose awaits all return at once; ``NotNow`` if it would
+    suspend (it is closed then)."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise NotNow()
