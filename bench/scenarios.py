@@ -245,8 +245,10 @@ LDAP_CLIENTS = [("alice", 2), ("bob", 2), ("dave", 2), ("frank", 2)]
 # custom: schemes the C saslauthd knows ({SSHA}, cleartext, {CRYPT}$6$; not frank's SSHA512)
 LDAP_CUSTOM_USERS = {u: LDAP_USERS[u] for u in ("alice", "bob", "dave")}
 LDAP_CUSTOM_CLIENTS = [("alice", 3), ("bob", 2), ("dave", 3)]
-# ours with default settings ([server] processes: one per CPU), and in one process
-LDAP_OURS = [("saslauthpy", {}), ("saslauthpy, 1 process", {"server": {"processes": 1}})]
+# ours with default settings ([server] processes: one per CPU; checked in the fast lane's
+# threads), in one process, and with every check on the event loop (accept = "loop")
+LDAP_OURS = [("saslauthpy", {}), ("saslauthpy, 1 process", {"server": {"processes": 1}}),
+             ("saslauthpy accept=loop", {"server": {"accept": "loop"}})]
 
 
 def cpu_seconds(pids: list[int]) -> float:

@@ -241,11 +241,10 @@ class Authenticator:
             reply = self._cached(req, key, fp, peer, started)
             if reply is not None:
                 return reply
-        idents = self.identities(req.login, req.realm)
         answer, said = self._ask_chain_now(req)
         if answer.delay > 0:  # no inline backend asks for one (PAM's fail delay does)
             time.sleep(answer.delay)
-        idents = self._learn(req, answer.result, said, key, fp, generation, idents)
+        idents = self._learn(req, answer.result, said, key, fp, generation)
         throttle = self.throttle
         if throttle is not None:
             throttle.record(req, answer.result, _counted(throttle, req, answer.result), idents)
@@ -315,15 +314,19 @@ class Authenticator:
         return self._decided(req, answer, backend, peer, started, delay)
 
     def _learn(self, req: Request, result: Result, said: Backend | None, key: str, fp: bytes,
-               generation: int, idents: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """Cache a backend's answer; the identities the throttle records it against."""
+               generation: int, idents: list[tuple[str, str]] | None = None
+               ) -> list[tuple[str, str]]:
+        """Cache a backend's answer; the identities the throttle records it against
+        (``idents``: the chain's, worked out here when not given and needed)."""
         cache = self.cache
         if cache is not None:
             if result is Result.OK:
                 cache.remember_good(key, fp, generation)
             elif result in (Result.FAIL, Result.UNKNOWN):
                 cache.remember_bad(key, fp, generation)
-        return self._ok_identities(req, said) if result is Result.OK else idents
+        if result is Result.OK:
+            return self._ok_identities(req, said)
+        return idents or self.identities(req.login, req.realm)
 
     def _ok_identities(self, req: Request, said: Backend | None) -> list[tuple[str, str]]:
         """An OK clears only the account that said it."""
