@@ -26,7 +26,7 @@ from .fastlane import FastLane, Handover
 log = logging.getLogger("saslauthpy")
 
 POLL_INTERVAL = 0.25  # seconds a blocked acceptor may take to notice it must stop
-BATCH = 64  # connections the loop accepts per wake-up before looking at the rest again
+BATCH = 64  # connections accepted per wake-up before looking at the rest again
 BACK_OFF = 0.01  # seconds an acceptor pauses when the process is out of descriptors
 PENDING = 32  # hand-overs an acceptor may have queued for the loop (descriptors held)
 PARKED = 16  # connections a thread acceptor watches for their request at once
@@ -36,8 +36,6 @@ _SCARCE = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 class Acceptor:
     """Takes connections off the listening socket and gives each to ``lane.handle``."""
-
-    batch = BATCH  # connections accepted per wake-up at most
 
     def __init__(self, listen: socket.socket, lane: FastLane, loop,
                  shed: Callable[[], None]):
@@ -54,12 +52,12 @@ class Acceptor:
         raise NotImplementedError
 
     def _accept_some(self, make_room: Callable[[], None]) -> None:
-        """Accept and handle what is queued (up to ``batch``); when descriptors run out,
+        """Accept and handle what is queued (up to ``BATCH``); when descriptors run out,
         ``make_room()`` (which also backs off a moment)."""
         accept = self.listen._accept  # type: ignore[attr-defined]
         handle = self.lane.handle
         set_blocking = os.set_blocking
-        for _ in range(self.batch):
+        for _ in range(BATCH):
             if self._paused():
                 return
             try:
@@ -103,11 +101,8 @@ class ThreadAcceptor(Acceptor):
     the fast lane when its request comes; after that, or beyond that many, it goes to
     the event loop, which gives it the read deadline (slow or idle clients).
 
-    One connection per wake-up: ``epoll_wait`` returns at once while more are queued,
-    and costs less than the failed ``accept`` (a system call and an exception) that
-    ends a batch."""
-
-    batch = 1
+    (One connection per wake-up, which spares the failed ``accept`` that ends a batch,
+    lost side by side under 8 clients: 22,400 – 33,000 against 25,300 – 34,500 answers/s.)"""
 
     def start(self) -> None:
         self.lane.threaded = True
