@@ -5,8 +5,8 @@ its own thread (``Backend.inline``).  For LDAP that thread keeps a service and a
 connection of its own and runs the backend's very check (``Backend._check``, the coroutine
 the event loop runs) through ``run_now``: every ``await links.call`` here returns at once,
 having sent the operation and waited for its answer, so the coroutine ends without ever
-suspending.  One thread, one request at a time: the C saslauthd's way, without its cost
-of a task, a future and a reader callback per operation.
+suspending.  One thread, one request at a time, as the C saslauthd's processes work: no
+task, future or reader callback per operation, no hop between threads.
 
 Waiting is what the thread must not do for long, since cache hits queue behind it: an
 answer that takes more than ``WAIT`` seconds, a server that is gone or a connection that
