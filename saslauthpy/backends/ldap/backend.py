@@ -2,8 +2,9 @@
 
 Settings (every saslauthd.conf key lak.c reads, the ``[ldap]`` TOML table, tokens) are in
 ``settings``; opening connections (servers, failover, TLS, binds) in ``connection``; the
-connections on the event loop in ``links``; SASL in ``sasl``.  This module is the backend
-itself.  Three methods, as in saslauthd, each with the fewest operations it needs:
+connections on the event loop in ``links``, those of the fast lane's threads in ``now``;
+SASL in ``sasl``.  This module is the backend itself.  Three methods, as in saslauthd,
+each with the fewest operations it needs:
 
 - ``bind``: one search on a service link (bound once as ``ldap_bind_dn``, or anonymous)
   for the user's DN, then one bind as the user on a user link;
@@ -99,8 +100,7 @@ class Backend(base.Backend):
         self.started: tuple[LDAPObject, int] | None = None  # the connection open() made
         # idle connections (and their server) for the blocking SASL fastbinds
         self.sasl_users: list[tuple[LDAPObject, int]] = []
-        # The fast lane's thread may check here itself (now.py), each thread with links of
-        # its own; SASL binds take several round trips in a thread of their own: not there.
+        # The fast lane's threads may check here (now.py); not SASL binds (several trips)
         self.inline = not self.s.use_sasl
         self.now = threading.local()
         self.now_links: list[NowLinks] = []
