@@ -122,12 +122,14 @@ class Directory:
         with self.lock:
             self.down_until[index] = 0.0 if ok else time.monotonic() + RETRY_DOWN_SERVER_AFTER
 
-    def connect(self, identity: Identity, deadline: float,
-                for_users: bool = False) -> tuple[LDAPObject, int]:
+    def connect(self, identity: Identity, deadline: float, for_users: bool = False,
+                judge: bool = True) -> tuple[LDAPObject, int]:
         """A connection to the first server that answers before ``deadline`` (monotonic),
         bound as ``identity``, and the server's index.  Raises ``Unavailable``,
         ``ServiceBindRefused`` or ``Unsendable``.  ``for_users``: a connection for users'
-        binds, for which a refused (anonymous) bind is fine: the server answered."""
+        binds, for which a refused (anonymous) bind is fine: the server answered.
+        ``judge``: a server that fails goes last for a while (False for a try whose
+        deadline is too short to say a server is down)."""
         errors: list[str] = []
         for index in self._order():
             remaining = deadline - time.monotonic()
@@ -149,7 +151,8 @@ class Directory:
                 if conn is not None:
                     close(conn)
                 if temporary:
-                    self.mark(index, ok=False)
+                    if judge:
+                        self.mark(index, ok=False)
                     errors.append(f"{uri}: {describe(exc)}")
                     continue
                 raise ServiceBindRefused(f"{uri}: the service bind was refused "

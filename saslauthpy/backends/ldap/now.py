@@ -64,7 +64,7 @@ class NowLinks:
         try:
             conn, _ = self.directory.connect(self.identities[kind],
                                              min(deadline, time.monotonic() + WAIT),
-                                             for_users=kind == self.user)
+                                             for_users=kind == self.user, judge=False)
         except (Unavailable, ServiceBindRefused, Unsendable):
             raise NotNow() from None  # the event loop's path says why, and logs it
         self.conns[kind] = conn
