@@ -84,7 +84,7 @@ class CredentialCache:
         return f"{login}\0{realm}\0{service}"
 
     def fingerprint(self, key: str, password: bytes) -> bytes:
-        return self._fingerprint(key.encode("utf-8", "surrogateescape"), password)
+        return self._fingerprint(_raw(key), password)
 
     def _fingerprint(self, key: bytes, password: bytes) -> bytes:
         # The key is mixed in so two users with one password get different fingerprints.
@@ -113,32 +113,33 @@ class CredentialCache:
             pos = self._mm.find(tag, pos + 1, end)  # a match inside another field
         return pos
 
-    @staticmethod
-    def _whole(raw: bytes) -> bool:
-        """Whether the entry read as ``raw`` (its first 48 bytes) is as one writer left it."""
-        return zlib.crc32(raw[:_HEAD]) == _CHECKED.unpack(raw)[4]
+    def _live(self, off: int, now: float) -> bytes | None:
+        """The fingerprint of the entry at ``off`` if it is unexpired and as one writer
+        left it (read once: what is checked is what is used), else None."""
+        entry = self._mm[off:off + _HEAD + 8]
+        _, fp, expires, _, check = _CHECKED.unpack(entry)
+        if expires <= now or zlib.crc32(entry[:_HEAD]) != check:
+            return None  # expired, empty, or torn by a concurrent write
+        return fp
 
     def _get(self, kind: bytes, key: str | bytes, fp: bytes | None = None,
              password: bytes = b"") -> bool:
         """Whether ``key`` (its text, or its bytes) holds ``fp`` (or ``password``'s
         fingerprint, computed only when the key is there)."""
-        raw = key if isinstance(key, bytes) else key.encode("utf-8", "surrogateescape")
-        h = hash(kind + raw)
-        off = self._find(h)
+        raw = _raw(key)
+        off = self._find(hash(kind + raw))
         if off < 0:
             return False
         now = self._clock()
-        entry = self._mm[off:off + _HEAD + 8]  # one read: what is checked is what is used
-        _, stored, expires, _, check = _CHECKED.unpack(entry)
-        if expires <= now or zlib.crc32(entry[:_HEAD]) != check:
-            return False  # expired, or torn by a concurrent write: as if empty
-        if not hmac.compare_digest(stored, fp or self._fingerprint(raw, password)):
+        stored = self._live(off, now)
+        if stored is None or not hmac.compare_digest(
+                stored, fp or self._fingerprint(raw, password)):
             return False
         _LAST_USED.pack_into(self._mm, off + _HEAD + 8, now)
         return True
 
     def _put(self, kind: bytes, key: str, fp: bytes, ttl: float) -> None:
-        h = hash(kind + key.encode("utf-8", "surrogateescape"))
+        h = hash(kind + _raw(key))
         now = self._clock()
         off = self._find(h)
         if off < 0:
@@ -152,15 +153,15 @@ class CredentialCache:
         start = (h % self.sets) * _STRIDE
         best, best_used = start, float("inf")
         for off in range(start, start + _STRIDE, SIZE):
-            *_, expires, _, _, used = _ENTRY.unpack_from(self._mm, off)
-            if expires <= now or not self._whole(self._mm[off:off + _HEAD + 8]):
+            if self._live(off, now) is None:
                 return off
+            used = _LAST_USED.unpack_from(self._mm, off + _HEAD + 8)[0]
             if used < best_used:
                 best, best_used = off, used
         return best
 
     def _delete(self, kind: bytes, key: str) -> None:
-        off = self._find(hash(kind + key.encode("utf-8", "surrogateescape")))
+        off = self._find(hash(kind + _raw(key)))
         if off >= 0:
             self._mm[off:off + SIZE] = bytes(SIZE)
 
@@ -232,13 +233,13 @@ class CredentialCache:
     def __len__(self) -> int:
         """Entries (positive and negative) that are whole and unexpired: a full scan."""
         now = self._clock()
-        n = 0
-        for off in range(0, len(self._mm), SIZE):
-            entry = self._mm[off:off + _HEAD + 8]
-            if _CHECKED.unpack(entry)[2] > now and self._whole(entry):
-                n += 1
-        return n
+        return sum(self._live(off, now) is not None for off in range(0, len(self._mm), SIZE))
 
     def close(self) -> None:
         self._mm.close()
         self._gen.close()
+
+
+def _raw(key: str | bytes) -> bytes:
+    """A key as the bytes it is hashed and tagged by (the fast lane has them already)."""
+    return key if isinstance(key, bytes) else key.encode("utf-8", "surrogateescape")
