@@ -21,7 +21,6 @@ Nothing here logs, prints or puts into an exception a password or a stored hash.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -104,9 +103,9 @@ def _verify_argon2(password: bytes, stored: str) -> bool:
 
 def _b64decode(text: str) -> bytes | None:
     s = text.strip()
-    try:
-        return base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
-    except (binascii.Error, ValueError):
+    try:  # base64.b64decode(..., validate=True) without its wrappers
+        return binascii.a2b_base64((s + "=" * (-len(s) % 4)).encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError):
         return None
 
 
@@ -134,7 +133,8 @@ def _decode(payload: str, encoding: str, size: int | None) -> bytes | None:
 
 def _digest_checker(algo: str, salted: bool, encoding: str) -> Callable[[bytes, str, str | None],
                                                                           bool]:
-    size = hashlib.new(algo).digest_size
+    new = getattr(hashlib, algo)  # hashlib.sha1 and the like: no hashlib.new() lookup
+    size = new().digest_size
 
     def check(password: bytes, payload: str, enc: str | None) -> bool:
         raw = _decode(payload, enc or encoding, None if salted else size)
@@ -144,8 +144,8 @@ def _digest_checker(algo: str, salted: bool, encoding: str) -> Callable[[bytes, 
             if len(raw) <= size:
                 return False
             digest, salt = raw[:size], raw[size:]
-            return hmac.compare_digest(hashlib.new(algo, password + salt).digest(), digest)
-        return hmac.compare_digest(hashlib.new(algo, password).digest(), raw)
+            return hmac.compare_digest(new(password + salt).digest(), digest)
+        return hmac.compare_digest(new(password).digest(), raw)
 
     return check
 

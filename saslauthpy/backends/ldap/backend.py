@@ -284,10 +284,9 @@ class Backend(base.Backend):
             return Answer(base.Result.FAIL, f"no {self.s.password_attr} to compare with")
         for raw in values:
             stored = raw.decode("utf-8", "surrogateescape")
-            scheme = passwords.scheme_of(stored).split(".")[0].upper()
             try:
                 # A value without a {SCHEME} is cleartext, as saslauthd compares it.
-                if scheme in CHEAP_SCHEMES or here:
+                if here or passwords.scheme_of(stored).split(".")[0].upper() in CHEAP_SCHEMES:
                     ok = passwords.verify(password, stored, default_scheme="PLAIN")
                 else:  # crypt, bcrypt, argon2, PBKDF2: not on the event loop
                     async with asyncio.timeout_at(deadline):
