@@ -156,6 +156,9 @@ class Authenticator:
         self.inline = bool(backends) and all(b.inline for b in backends) and not (
             throttle is not None and throttle.shared)
         self.waits = any(b.waits for b in backends)  # on a server, not a hash
+        # No inline checks before this time: a stalled server or costly checks seen by one
+        # fast-lane thread send every thread's requests the asyncio way for a while.
+        self.inline_after = 0.0
         self._reveal = config.server.reveal_reasons
 
     # -- helpers ------------------------------------------------------------
@@ -244,10 +247,12 @@ class Authenticator:
         answer, said = self._ask_chain_now(req)
         if answer.delay > 0:  # no inline backend asks for one (PAM's fail delay does)
             time.sleep(answer.delay)
-        idents = self._learn(req, answer.result, said, key, fp, generation)
+        result = answer.result
+        self._learn(key, fp, result, generation)
         throttle = self.throttle
-        if throttle is not None:
-            throttle.record(req, answer.result, _counted(throttle, req, answer.result), idents)
+        if throttle is not None and throttle.wants(req, result):
+            throttle.record(req, result, _counted(throttle, req, result),
+                            self._accounts(req, result, said))
         return self._decided(req, answer, said.name if said is not None else "", peer,
                              started, answer.delay)
 
@@ -306,31 +311,29 @@ class Authenticator:
             delay += answer.delay
         result = answer.result
         if hit is None:
-            idents = self._learn(req, result, said, key, fp, generation, idents)
-        elif result is Result.OK:
-            idents = self._ok_identities(req, said)
-        if throttle is not None:
-            await throttle.record_async(req, result, _counted(throttle, req, result), idents)
+            self._learn(key, fp, result, generation)
+        if throttle is not None and throttle.wants(req, result):
+            await throttle.record_async(req, result, _counted(throttle, req, result),
+                                        self._accounts(req, result, said, idents))
         return self._decided(req, answer, backend, peer, started, delay)
 
-    def _learn(self, req: Request, result: Result, said: Backend | None, key: str, fp: bytes,
-               generation: int, idents: list[tuple[str, str]] | None = None
-               ) -> list[tuple[str, str]]:
-        """Cache a backend's answer; the identities the throttle records it against
-        (``idents``: the chain's, worked out here when not given and needed)."""
+    def _learn(self, key: str, fp: bytes, result: Result, generation: int) -> None:
+        """Cache a backend's answer."""
         cache = self.cache
         if cache is not None:
             if result is Result.OK:
                 cache.remember_good(key, fp, generation)
             elif result in (Result.FAIL, Result.UNKNOWN):
                 cache.remember_bad(key, fp, generation)
-        if result is Result.OK:
-            return self._ok_identities(req, said)
-        return idents or self.identities(req.login, req.realm)
 
-    def _ok_identities(self, req: Request, said: Backend | None) -> list[tuple[str, str]]:
-        """An OK clears only the account that said it."""
-        return [b.identity(req.login, req.realm) for b in self._said_ok(said)]
+    def _accounts(self, req: Request, result: Result, said: Backend | None,
+                  idents: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+        """The identities the throttle records ``result`` against: for an OK only the
+        account that said it (its penalty alone is lifted), else every one the chain
+        checks (``idents`` when already worked out)."""
+        if result is Result.OK:
+            return [b.identity(req.login, req.realm) for b in self._said_ok(said)]
+        return idents or self.identities(req.login, req.realm)
 
     def _decided(self, req: Request, answer: Answer, backend: str, peer: Peer,
                  started: float, delay: float) -> bytes:

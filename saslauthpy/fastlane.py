@@ -13,12 +13,13 @@ request the cache does not answer, with no penalty pending, is answered in this 
 (the *inline lane*): ``Authenticator.answer_now`` checks it (crypt(3) releases the GIL, as
 libldap does while it waits), caches, records and audits it exactly as the asyncio path
 would, and the reply is written here, with no hop to the event loop and the backend's
-pool.  While inline checks cost more than ``INLINE_MAX`` seconds of CPU on average
-(yescrypt, bcrypt: the hop is then nothing beside the hash; a moving average, so that one
-costly first check, a decoy made or a library loaded, does not count), or after a check
-that could not end at once (``NotNow``: an LDAP server slow to answer), such requests go
-the asyncio way for ``INLINE_PAUSE`` seconds: cheap answers never wait long behind costly
-or stalled checks.
+pool.  While inline checks take more than ``INLINE_MAX`` seconds on average (yescrypt,
+bcrypt, a slow directory: the hop is then nothing beside the check; a moving average, so
+that one costly first check, a decoy made or a library loaded, does not count), or after
+a check that could not end at once (``NotNow``: an LDAP server slow to answer), such
+requests go the asyncio way for ``INLINE_PAUSE`` seconds, in every lane of the worker
+(``Authenticator.inline_after``): cheap answers never wait long behind costly or stalled
+checks.
 
 Everything else goes to the event loop and is answered there exactly as before: a whole
 request it could not answer (a miss, a cached wrong password, a penalty, the throttle in
@@ -53,7 +54,7 @@ from .protocol import Request, format_reply
 log = logging.getLogger("saslauthpy")
 
 READ_SIZE = 4096  # a whole request of four or five 256-byte fields is 1,290 bytes
-INLINE_MAX = 0.01  # CPU seconds inline checks may take on average before the lane pauses
+INLINE_MAX = 0.01  # seconds inline checks may take on average before the lane pauses
 INLINE_PAUSE = 5.0  # seconds without inline checks after a costly one
 # Latency buckets (seconds) for the metrics histogram; the metrics module uses the same.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -112,8 +113,7 @@ class FastLane:
         # park(fd, started): True when the acceptor will call handle(fd, started) again
         # once the request has come (or hand the connection over if it does not soon)
         self.park: Callable[[int, float], bool] | None = None
-        self.inline_cost = 0.0  # CPU seconds per inline check, a moving average
-        self.inline_after = 0.0  # no inline checks before this time (after costly ones)
+        self.inline_cost = 0.0  # seconds per inline check, a moving average
 
     def configure(self, auth, max_field: int, record: Callable[[Decision], None] | None,
                   timed: bool) -> None:
@@ -154,7 +154,7 @@ class FastLane:
         free = self._no_penalty(auth, fields, started)
         if cache is None or not free or not cache.is_good(
                 auth.cache_key(fields[0], fields[3], fields[2]), fields[1]):
-            if not (free and self.threaded and auth.inline and started >= self.inline_after
+            if not (free and self.threaded and auth.inline and started >= auth.inline_after
                     and self._inline(auth, fd, fields, started)):
                 counts.handed += 1
                 self.take(fd, _request(fields), started)
@@ -183,19 +183,19 @@ class FastLane:
         try:
             if self.auth is not auth:
                 return False
-            cpu = time.thread_time()
+            begun = time.monotonic()  # wall time: a CPU clock is a system call on a VM
             req = _request(fields)
             try:
                 reply = auth.answer_now(req, Peer(lambda: peercred(fd)), started)
             except NotNow:  # a server slow to answer: nothing decided, none inline a while
-                self.inline_after = time.monotonic() + INLINE_PAUSE
+                auth.inline_after = time.monotonic() + INLINE_PAUSE
                 return False
             except Exception:  # as on the asyncio path (Server._answer_taken)
                 log.exception("failed to answer %r", req)
                 reply = INTERNAL_ERROR
-            self.inline_cost += (time.thread_time() - cpu - self.inline_cost) / 8
+            self.inline_cost += (time.monotonic() - begun - self.inline_cost) / 8
             if self.inline_cost > INLINE_MAX:
-                self.inline_after = time.monotonic() + INLINE_PAUSE
+                auth.inline_after = time.monotonic() + INLINE_PAUSE
                 self.inline_cost = 0.0  # a fresh start after the pause
         finally:
             with auth.checking_lock:

@@ -169,6 +169,17 @@ class Throttle:
         level = max(self._effective(e, now) for e in entries)
         return self.delay_for(level)
 
+    def wants(self, request: Request, result: Result) -> bool:
+        """False when ``record()`` would change nothing (an OK with no client address to
+        pair and no penalty anywhere to lift, a tempfail): the caller need not work out
+        the identities to record."""
+        if not self.enabled:
+            return False
+        if result is Result.OK:
+            return (self._redis is not None or (self.pairs is not None and bool(
+                request.client_addr)) or self._local.active(self.clock()))
+        return result in FAILURES
+
     def record(self, request: Request, result: Result, password_fingerprint: bytes,
                identities: Sequence[Identity] | None = None) -> None:
         """Account for the outcome of a check.  ``identities``: for a failure, every

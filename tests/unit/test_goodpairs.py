@@ -117,3 +117,24 @@ def test_make_pairs_follows_the_throttle_table():
     for table in ({"good_pairs": 0}, {"per_address": False}, {"per_user": False},
                   {"enabled": False}):
         assert make_pairs(Config(throttle=load(ThrottleOptions, table))) is None
+
+
+def test_an_ok_is_worth_recording_only_when_it_pairs_an_address_or_lifts_a_penalty():
+    """``wants``: the pipeline skips working out identities for an OK that would change
+    nothing; whenever ``record`` would change something, ``wants`` says so."""
+    clock = Clock()
+    plain = throttle(clock, None)
+    assert not plain.wants(req("alice"), Result.OK)  # nothing to pair, no penalty anywhere
+    assert not plain.wants(req("alice"), Result.TEMPFAIL)
+    assert plain.wants(req("alice"), Result.FAIL) and plain.wants(req("alice"), Result.UNKNOWN)
+    fail(plain, req("bob"), 1)  # a penalty somewhere: an OK may lift one
+    assert plain.wants(req("alice"), Result.OK)
+
+    pairs = GoodPairs(16, 3600)
+    paired = throttle(clock, pairs)
+    assert paired.wants(req("alice", "192.0.2.7;4000"), Result.OK)  # a pair to remember
+    assert not paired.wants(req("alice"), Result.OK)
+    paired.record(req("alice", "192.0.2.7;4000"), Result.OK, b"")
+    assert pairs.known("u:alice\0", paired.address_key("192.0.2.7;4000"))
+    pairs.close()
+    assert not Throttle(options={"enabled": False}).wants(req("alice"), Result.FAIL)

@@ -17,7 +17,7 @@ import pytest
 
 from saslauthpy import fastlane
 from saslauthpy.authenticator import REPLY_FAIL, REPLY_OK, Authenticator, Peer
-from saslauthpy.backends.base import OK, Backend
+from saslauthpy.backends.base import OK, Backend, NotNow
 from saslauthpy.backends.sql import backend as sql
 from saslauthpy.cache import CredentialCache
 from saslauthpy.config import Config, ThrottleOptions
@@ -116,7 +116,7 @@ def test_only_chains_of_local_checks_go_inline(url):
 
 
 class Costly(Backend):
-    """A local check that burns more CPU than the inline lane allows."""
+    """A local check that takes longer (burning CPU) than the inline lane allows."""
 
     name = "costly"
     inline = True
@@ -126,6 +126,16 @@ class Costly(Backend):
         while time.thread_time() < end:
             pass
         return OK
+
+
+class Stalled(Backend):
+    """A check that cannot end at once (a directory slow to answer): ``NotNow``."""
+
+    name = "stalled"
+    inline = True
+
+    def check(self, request):
+        raise NotNow()
 
 
 def lane_for(auth: Authenticator) -> tuple[fastlane.FastLane, list]:
@@ -168,11 +178,27 @@ def test_the_fast_lane_answers_inline_and_pauses_while_checks_are_costly(url):
     costly = Authenticator(config, [Costly(config)])
     lane, taken = lane_for(costly)
     assert exchange(lane, taken, format_request("bob", "pw", SERVICE, "")) == REPLY_OK
-    assert lane.inline_after == 0  # one costly check alone does not pause the lane
+    assert costly.inline_after == 0  # one costly check alone does not pause the lane
     assert exchange(lane, taken, format_request("bob", "pw", SERVICE, "")) == REPLY_OK
-    assert lane.inline_after > time.monotonic()  # a second one in a row does
+    assert costly.inline_after > time.monotonic()  # a second one in a row does
     assert exchange(lane, taken, format_request("bob", "pw", SERVICE, "")) is None
     assert [kind for kind, _ in taken] == ["take"]  # the asyncio way while paused
+    other, taken = lane_for(costly)  # another thread of the same worker pauses as well
+    assert exchange(other, taken, format_request("bob", "pw", SERVICE, "")) is None
+    assert [kind for kind, _ in taken] == ["take"] and other.counts.inline == 0
+
+
+def test_a_check_that_cannot_end_at_once_pauses_every_lane_of_the_worker():
+    config = Config()
+    stalled = Authenticator(config, [Stalled(config)])
+    first, taken_first = lane_for(stalled)
+    second, taken_second = lane_for(stalled)
+    assert exchange(first, taken_first, format_request("bob", "pw", SERVICE, "")) is None
+    assert [kind for kind, _ in taken_first] == ["take"]  # handed over, nothing decided
+    assert stalled.inline_after > time.monotonic()
+    stalled.backends = [Costly(config)]  # were it tried, this check would answer OK inline
+    assert exchange(second, taken_second, format_request("bob", "pw", SERVICE, "")) is None
+    assert [kind for kind, _ in taken_second] == ["take"] and second.counts.inline == 0
 
 
 def test_the_loop_acceptor_never_checks_inline(url):

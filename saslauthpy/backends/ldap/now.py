@@ -11,9 +11,9 @@ task, future or reader callback per operation, no hop between threads.
 Waiting is what the thread must not do for long, since cache hits queue behind it: an
 answer that takes more than ``WAIT`` seconds, a server that is gone or a connection that
 cannot be opened at once raises ``NotNow``.  Nothing was decided then; both connections
-are dropped (a late answer must not meet the next operation), the fast lane stops checking
-inline for a while and hands the request to the event loop, which checks it afresh with
-all of ``ldap_timeout``, failover and its logging.
+are dropped (a late answer must not meet the next operation), the worker's fast-lane
+threads stop checking inline for a while and the request goes to the event loop, which
+checks it afresh with all of ``ldap_timeout``, failover and its logging.
 """
 
 from __future__ import annotations
