@@ -268,6 +268,13 @@ def build_loadgen(out_dir: Path) -> Path:
 
 # -- local accounts ---------------------------------------------------------------------
 
+def leftovers() -> list[str]:
+    """Bench accounts in the passwd file: named sbench... and made by us (their comment)."""
+    out = subprocess.run(["getent", "passwd"], capture_output=True, text=True).stdout
+    return [f[0] for f in (line.split(":") for line in out.splitlines())
+            if len(f) > 4 and f[0].startswith(ACCOUNT_PREFIX) and f[4] == "saslauthpy bench"]
+
+
 class Accounts:
     """``count`` local accounts sbench0.. plus sbenchlegit, SHA-512 hashed; removed after."""
 
@@ -275,7 +282,7 @@ class Accounts:
         self.names = [f"{ACCOUNT_PREFIX}{i}" for i in range(count)] + [LEGIT]
 
     def __enter__(self) -> Accounts:
-        self.remove()  # leftovers of an interrupted run
+        self.remove(leftovers())  # of an interrupted run, whatever its --users
         for name in self.names:
             subprocess.run(["useradd", "-M", "-N", "-s", "/usr/sbin/nologin", "-c",
                             "saslauthpy bench", name], check=True, capture_output=True)
@@ -284,8 +291,8 @@ class Accounts:
                        capture_output=True)
         return self
 
-    def remove(self) -> None:
-        for name in self.names:
+    def remove(self, extra: list[str] | None = None) -> None:
+        for name in self.names + [n for n in extra or [] if n not in self.names]:
             subprocess.run(["userdel", name], capture_output=True)
 
     def __exit__(self, *exc: object) -> None:
