@@ -84,17 +84,18 @@ class Counts:
 
     @classmethod
     def total(cls, all_counts) -> Counts:
-        """The sum of several lanes' counts."""
+        """The sum of several lanes' counts, field by field."""
         out = cls()
         for c in all_counts:
-            out.accepted += c.accepted
-            out.answered += c.answered
-            out.handed += c.handed
-            out.inline += c.inline
-            out.latency_sum += c.latency_sum
-            out.latency = [a + b for a, b in zip(out.latency, c.latency, strict=True)]
-            for service, n in list(c.by_service.items()):
-                out.by_service[service] = out.by_service.get(service, 0) + n
+            for name in cls.__slots__:
+                mine, theirs = getattr(out, name), getattr(c, name)
+                if isinstance(mine, dict):
+                    for key, n in list(theirs.items()):  # another thread may add a key
+                        mine[key] = mine.get(key, 0) + n
+                elif isinstance(mine, list):
+                    setattr(out, name, [a + b for a, b in zip(mine, theirs, strict=True)])
+                else:
+                    setattr(out, name, mine + theirs)
         return out
 
 

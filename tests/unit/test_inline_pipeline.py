@@ -208,3 +208,18 @@ def test_the_loop_acceptor_never_checks_inline(url):
     assert exchange(lane, taken, format_request("alice", "alice-pw", SERVICE, "")) is None
     assert [kind for kind, _ in taken] == ["take"]
     auth.close()
+
+
+def test_the_lanes_counts_are_summed_field_by_field():
+    first, second = fastlane.Counts(), fastlane.Counts()
+    first.accepted, first.answered, first.handed, first.inline = 5, 3, 1, 1
+    first.by_service = {b"imap": 3}
+    first.latency[0], first.latency_sum = 3, 0.0003
+    second.accepted, second.inline, second.by_service = 2, 2, {b"imap": 1, b"smtp": 4}
+    second.latency[-1], second.latency_sum = 1, 20.0
+    total = fastlane.Counts.total([first, second])
+    assert (total.accepted, total.answered, total.handed, total.inline) == (7, 3, 1, 3)
+    assert total.by_service == {b"imap": 4, b"smtp": 4}
+    assert total.latency[0] == 3 and total.latency[-1] == 1 and sum(total.latency) == 4
+    assert total.latency_sum == pytest.approx(20.0003)
+    assert first.by_service == {b"imap": 3}  # the lanes' own counts are left as they were
