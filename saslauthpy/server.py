@@ -142,7 +142,7 @@ class Server:
         self.stats.max_services = cfg.metrics.max_services
         if cfg.metrics.listen:
             self.metrics = metrics_module().Metrics(cfg, self.totals)
-        self.lanes = [FastLane(self.adopt, self.take, cfg.server.max_field)]
+        self.lanes: list[FastLane] = []  # made by serve(), with their acceptors
         self.auth = self.build(cfg)
 
     def record(self, decision: Decision) -> None:
@@ -294,12 +294,13 @@ class Server:
         kind = self.config.server.accept
         if kind == "auto":  # only a thread checks inline; else the loop saves a hop
             kind = "thread" if self.auth.inline else "loop"
+        count = 1
         if kind == "thread" and self.auth.inline and self.auth.waits:
             # Checks that wait on a server, one at a time per thread: as many threads as
             # the C saslauthd has processes waiting (-n), shared by the worker processes.
             count = -(-self.config.threads // max(1, self.config.server.processes))
-            self.lanes += [FastLane(self.adopt, self.take, self.config.server.max_field)
-                           for _ in range(count - 1)]
+        self.lanes = [FastLane(self.adopt, self.take, self.config.server.max_field)
+                      for _ in range(count)]
         self._configure_lanes()
         acceptors = [ACCEPTORS[kind](self.shared.listen, lane, self.loop, self.shed)
                      for lane in self.lanes]
