@@ -10,7 +10,10 @@ task, future or reader callback per operation, no hop between threads.
 
 Waiting is what the thread must not do for long, since cache hits queue behind it: an
 answer that takes more than ``WAIT`` seconds, a server that is gone or a connection that
-cannot be opened at once raises ``NotNow``.  Nothing was decided then; both connections
+cannot be opened at once raises ``NotNow``.  The one exception is a user's bind: once a
+password is sent, its answer is awaited here up to ``ldap_timeout``, as the C daemon
+does, for sending it again from the event loop would let a password policy count one
+wrong password twice.  Nothing was decided then; both connections
 are dropped (a late answer must not meet the next operation), the worker's fast-lane
 threads stop checking inline for a while and the request goes to the event loop, which
 checks it afresh with all of ``ldap_timeout``, failover and its logging.
@@ -46,17 +49,24 @@ class NowLinks:
         self.conns: dict[str, Any] = {}
 
     async def call(self, kind: str, op: str, args: tuple, deadline: float) -> tuple[int, Any]:
-        """``Links.call`` done at once: send ``op`` and wait for its answer (at most
-        ``WAIT`` seconds, and never past ``deadline``); python-ldap's error for a refused
-        operation, ``NotNow`` for anything that is not the server's answer."""
+        """``Links.call`` done at once: send ``op`` and wait for its answer, at most
+        ``WAIT`` seconds, except a user's bind: a password once sent is never sent again
+        by the event loop (a password policy would count a wrong one twice), so its
+        answer is awaited up to ``deadline`` (``TimeoutError`` then, as on the event loop).
+        python-ldap's error for a refused operation, ``NotNow`` for anything that is not
+        the server's answer."""
         conn = self.conns.get(kind) or self._open(kind, deadline)
         raw = conn._l
+        sent_password = op == "simple_bind"  # the service's own bind is made by _open
+        until = deadline if sent_password else min(deadline, time.monotonic() + WAIT)
         try:
             msgid = getattr(raw, op)(*args)
-            wait = min(deadline, time.monotonic() + WAIT) - time.monotonic()
-            rtype, data, _, _ = raw.result4(msgid, 1, max(wait, 0.001), 0, 0, 0)
-        except GONE:
+            rtype, data, _, _ = raw.result4(msgid, 1, max(until - time.monotonic(), 0.001),
+                                            0, 0, 0)
+        except GONE as exc:
             self.close()
+            if sent_password and isinstance(exc, ldap.TIMEOUT):
+                raise TimeoutError() from None
             raise NotNow() from None
         return rtype, data
 

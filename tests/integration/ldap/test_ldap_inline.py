@@ -14,6 +14,7 @@ import json
 import time
 
 import pytest
+from ldap_proxy import SlowBinds
 from ldap_server import BASE_DN, PEOPLE_DN, SERVICE_DN, SERVICE_PW
 
 KEPT = ("login", "service", "backend", "result", "reason", "cache_hit")
@@ -40,9 +41,10 @@ def lane(d, requests: int, timeout: float = 10.0) -> dict:
         time.sleep(0.1)
 
 
-def conf(tmp_path, slapd, method: str, group: bool = False) -> str:
+def conf(tmp_path, slapd, method: str, group: bool = False, uri: str = "") -> str:
+    """A saslauthd.conf for ``slapd`` (reached at ``uri`` when given: a proxy)."""
     path = tmp_path / f"saslauthd-{method}{'-group' if group else ''}.conf"
-    text = (f"ldap_servers: {slapd.uri}\nldap_search_base: {BASE_DN}\n"
+    text = (f"ldap_servers: {uri or slapd.uri}\nldap_search_base: {BASE_DN}\n"
             f"ldap_bind_dn: {SERVICE_DN}\nldap_password: {SERVICE_PW}\n"
             f"ldap_auth_method: {method}\nldap_timeout: 2\n")
     if method == "fastbind":  # the filter is the DN template then
@@ -102,6 +104,49 @@ def test_a_stalled_directory_sends_requests_to_the_event_loop(tmp_path, slapd,
         assert d.ask("dave", "dave-secret", "imap") == "OK"
         time.sleep(0.5)
     assert lane(d, 0)["inline"] > after["inline"]
+
+
+@pytest.mark.parametrize("method", ["bind", "fastbind"])
+def test_a_slow_bind_is_awaited_not_sent_twice(tmp_path, slapd, daemon_factory, method):
+    """A directory that takes longer than the thread's short wait to answer a user's bind
+    (a password policy writing its failure count, say): the thread waits for that answer,
+    as the C daemon does, instead of handing the request to the event loop, which would
+    send the password again and have one wrong password counted twice."""
+    proxy = SlowBinds("127.0.0.1", slapd.port, delay=0.6).start()  # WAIT is 0.2 s
+    try:
+        conf_path = conf(tmp_path, slapd, method, uri=proxy.uri)
+        d = daemon_factory(args=["-a", "ldap", "-O", conf_path],
+                           config={"server": {"processes": 1},
+                                   "throttle": {"enabled": False}})
+        dn = f"uid=alice,{PEOPLE_DN}"
+        replies = []
+        for password in ("wrong", "alice-secret"):
+            replies.append(d.ask("alice", password, "imap"))
+            assert proxy.binds[dn] == len(replies)  # one bind per login, whichever path
+        assert replies[0].startswith("NO") and replies[1] == "OK"
+        counts = lane(d, len(replies))
+        assert counts["inline"] >= 1  # the thread checked (a slow check pauses it after)
+        assert [r["result"] for r in d.audit()] == ["fail", "ok"]
+    finally:
+        proxy.stop()
+
+
+def test_a_bind_unanswered_at_ldap_timeout_is_a_tempfail_and_not_sent_again(
+        tmp_path, slapd, daemon_factory):
+    proxy = SlowBinds("127.0.0.1", slapd.port, delay=3.0).start()  # ldap_timeout is 2 s
+    try:
+        conf_path = conf(tmp_path, slapd, "bind", uri=proxy.uri)
+        d = daemon_factory(args=["-a", "ldap", "-O", conf_path],
+                           config={"server": {"processes": 1},
+                                   "throttle": {"enabled": False}})
+        started = time.monotonic()
+        assert d.ask("alice", "alice-secret", "imap").startswith("NO")
+        assert 1.5 < time.monotonic() - started < 2.9  # at ldap_timeout, not after the answer
+        assert d.audit()[-1]["result"] == "tempfail"
+        assert proxy.binds[f"uid=alice,{PEOPLE_DN}"] == 1
+        assert lane(d, 1)["inline"] == 1
+    finally:
+        proxy.stop()
 
 
 def test_each_worker_runs_as_many_lanes_as_the_c_daemon_has_waiting_processes(
