@@ -82,12 +82,21 @@ def make(stored: str) -> str | None:
 
 class Decoy:
     """The decoy of one backend.  ``learn(stored)`` after each real check (cheap unless the
-    cost parameters changed); ``waste(password)`` where no real hash could be checked."""
+    cost parameters changed); ``waste(password)`` where no real hash could be checked.
+    ``fallback``: before any costly hash was learned, waste on one of the scheme new
+    passwords get (False: waste nothing then, for a store whose hashes may all be cheap,
+    such as a directory of {SSHA} values)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fallback: bool = True) -> None:
         self._lock = threading.Lock()
         self._made: dict[str, str] = {}  # signature -> decoy hash
         self._current: str | None = None
+        self.fallback = fallback
+
+    @property
+    def ready(self) -> bool:
+        """``waste()`` would check something."""
+        return self._current is not None or self.fallback
 
     def learn(self, stored: str) -> None:
         sig = signature(stored)
@@ -109,6 +118,8 @@ class Decoy:
         """Check ``password`` against the decoy and forget the answer."""
         decoy = self._current
         if decoy is None:
+            if not self.fallback:
+                return
             decoy = self._current = passwords.hash_password(_random())
         with contextlib.suppress(UnknownScheme, ValueError):
             passwords.verify(password, decoy)

@@ -3,8 +3,8 @@
 Settings (every saslauthd.conf key lak.c reads, the ``[ldap]`` TOML table, tokens) are in
 ``settings``; opening connections (servers, failover, TLS, binds) in ``connection``; the
 connections on the event loop in ``links``, those of the fast lane's threads in ``now``;
-SASL in ``sasl``.  This module is the backend itself.  Three methods, as in saslauthd,
-each with the fewest operations it needs:
+SASL in ``sasl``; ``custom``'s password check in ``compare``.  This module is the backend
+itself.  Three methods, as in saslauthd, each with the fewest operations it needs:
 
 - ``bind``: one search on a service link (bound once as ``ldap_bind_dn``, or anonymous)
   for the user's DN, then one bind as the user on a user link;
@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any
 import ldap
 from ldap.ldapobject import LDAPObject
 
-from ... import passwords
 from ...errors import ConfigError
 from ...protocol import Request
 from .. import base
-from ..base import FAIL, OK, Answer, tempfail
+from ..base import OK, Answer, tempfail
+from .compare import Compare
 from .connection import (
     TEMPORARY_BIND_CODES,
     TEMPORARY_CODES,
@@ -64,11 +64,6 @@ if TYPE_CHECKING:
     from ...config import Config
 
 log = logging.getLogger("saslauthpy.ldap")
-
-# one hash round: cheap enough to check on the event loop (the others go to a thread)
-CHEAP_SCHEMES = frozenset({"", "{PLAIN}", "{CLEARTEXT}", "{MD5}", "{SMD5}", "{SHA}", "{SSHA}",
-                           "{SHA256}", "{SSHA256}", "{SHA512}", "{SSHA512}"})
-
 
 class NotFound(Exception):
     def __init__(self, reason: str):
@@ -104,6 +99,7 @@ class Backend(base.Backend):
         self.inline = not self.s.use_sasl
         self.now = threading.local()
         self.now_links: list[NowLinks] = []
+        self.compare = Compare(self.s.password_attr, self.threads)  # custom's own check
 
     # -- lifecycle
 
@@ -221,11 +217,16 @@ class Backend(base.Backend):
             await self._user_bind(links, dn, password, deadline)
         else:
             attrs = [self.s.password_attr] if method == "custom" else ["1.1"]
-            dn, attributes = await self._find_user(links, login, service, realm, attrs,
-                                                   deadline)
+            try:
+                dn, attributes = await self._find_user(links, login, service, realm, attrs,
+                                                       deadline)
+            except NotFound:
+                if method == "custom":  # as long as a wrong password takes
+                    await self.compare.waste(password, deadline, links.blocking)
+                raise
             if method == "custom":
-                answer = await self._compare_password(dn, attributes, password, deadline,
-                                                      links.blocking)
+                answer = await self.compare.check(dn, attributes, password, deadline,
+                                                  links.blocking)
                 if answer is not OK:
                     return answer
             else:
@@ -273,30 +274,6 @@ class Backend(base.Backend):
                         "login", filt, base_dn)
             raise NotFound("several directory entries match")
         return entries[0]
-
-    async def _compare_password(self, dn: str, attributes: dict, password: bytes,
-                                deadline: float, here: bool = False) -> Answer:
-        """``here``: in this thread whatever the scheme costs (the fast lane's thread,
-        which stops checking inline while checks cost much)."""
-        wanted = self.s.password_attr.lower()
-        values = [v for k, vs in attributes.items() if k.lower() == wanted for v in vs]
-        if not values:
-            return Answer(base.Result.FAIL, f"no {self.s.password_attr} to compare with")
-        for raw in values:
-            stored = raw.decode("utf-8", "surrogateescape")
-            try:
-                # A value without a {SCHEME} is cleartext, as saslauthd compares it.
-                if here or passwords.scheme_of(stored).split(".")[0].upper() in CHEAP_SCHEMES:
-                    ok = passwords.verify(password, stored, default_scheme="PLAIN")
-                else:  # crypt, bcrypt, argon2, PBKDF2: not on the event loop
-                    async with asyncio.timeout_at(deadline):
-                        ok = await asyncio.get_running_loop().run_in_executor(
-                            self.threads, passwords.verify, password, stored, "PLAIN")
-                if ok:
-                    return OK
-            except passwords.UnknownScheme as exc:
-                log.warning("ldap: %s: %s in %s", dn, exc, self.s.password_attr)
-        return FAIL
 
     async def _user_bind(self, links: Links, dn: str, password: bytes,
                          deadline: float) -> None:
