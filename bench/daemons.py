@@ -282,7 +282,7 @@ class Accounts:
         self.names = [f"{ACCOUNT_PREFIX}{i}" for i in range(count)] + [LEGIT]
 
     def __enter__(self) -> Accounts:
-        self.remove(leftovers())  # of an interrupted run, whatever its --users
+        _userdel(set(leftovers()) | set(self.names))  # an interrupted run's, whatever its --users
         for name in self.names:
             subprocess.run(["useradd", "-M", "-N", "-s", "/usr/sbin/nologin", "-c",
                             "saslauthpy bench", name], check=True, capture_output=True)
@@ -291,9 +291,10 @@ class Accounts:
                        capture_output=True)
         return self
 
-    def remove(self, extra: list[str] | None = None) -> None:
-        for name in self.names + [n for n in extra or [] if n not in self.names]:
-            subprocess.run(["userdel", name], capture_output=True)
-
     def __exit__(self, *exc: object) -> None:
-        self.remove()
+        _userdel(self.names)
+
+
+def _userdel(names) -> None:
+    for name in names:
+        subprocess.run(["userdel", name], capture_output=True)

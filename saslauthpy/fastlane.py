@@ -194,9 +194,10 @@ class FastLane:
             except Exception:  # as on the asyncio path (Server._answer_taken)
                 log.exception("failed to answer %r", req)
                 reply = INTERNAL_ERROR
-            self.inline_cost += (time.monotonic() - begun - self.inline_cost) / 8
+            ended = time.monotonic()
+            self.inline_cost += (ended - begun - self.inline_cost) / 8
             if self.inline_cost > INLINE_MAX:
-                auth.inline_after = time.monotonic() + INLINE_PAUSE
+                auth.inline_after = ended + INLINE_PAUSE
                 self.inline_cost = 0.0  # a fresh start after the pause
         finally:
             with auth.checking_lock:

@@ -10,13 +10,13 @@ task, future or reader callback per operation, no hop between threads.
 
 Waiting is what the thread must not do for long, since cache hits queue behind it: an
 answer that takes more than ``WAIT`` seconds, a server that is gone or a connection that
-cannot be opened at once raises ``NotNow``.  The one exception is a user's bind: once a
-password is sent, its answer is awaited here up to ``ldap_timeout``, as the C daemon
-does, for sending it again from the event loop would let a password policy count one
-wrong password twice.  Nothing was decided then; both connections
+cannot be opened at once raises ``NotNow``.  Nothing was decided then; both connections
 are dropped (a late answer must not meet the next operation), the worker's fast-lane
 threads stop checking inline for a while and the request goes to the event loop, which
-checks it afresh with all of ``ldap_timeout``, failover and its logging.
+checks it afresh with all of ``ldap_timeout``, failover and its logging.  The one
+exception is a user's bind: once a password is sent, its answer is awaited here up to
+``ldap_timeout``, as the C daemon does, for sending it again from the event loop would
+let a password policy count one wrong password twice.
 """
 
 from __future__ import annotations
