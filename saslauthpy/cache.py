@@ -122,20 +122,24 @@ class CredentialCache:
             return None  # expired, empty, or torn by a concurrent write
         return fp
 
-    def _get(self, kind: bytes, key: str | bytes, fp: bytes | None = None,
-             password: bytes = b"") -> bool:
-        """Whether ``key`` (its text, or its bytes) holds ``fp`` (or ``password``'s
-        fingerprint, computed only when the key is there)."""
-        raw = _raw(key)
+    def _at(self, kind: bytes, raw: bytes, fp: bytes | None = None,
+            password: bytes = b"") -> int:
+        """Where ``raw`` (a key's bytes) holds ``fp`` (or ``password``'s fingerprint,
+        computed only when the key is there), or -1."""
         off = self._find(hash(kind + raw))
         if off < 0:
-            return False
-        now = self._clock()
-        stored = self._live(off, now)
+            return -1
+        stored = self._live(off, self._clock())
         if stored is None or not hmac.compare_digest(
                 stored, fp or self._fingerprint(raw, password)):
+            return -1
+        return off
+
+    def _get(self, kind: bytes, key: str, fp: bytes) -> bool:
+        off = self._at(kind, _raw(key), fp)
+        if off < 0:
             return False
-        _LAST_USED.pack_into(self._mm, off + _HEAD + 8, now)
+        self.touch(off)
         return True
 
     def _put(self, kind: bytes, key: str, fp: bytes, ttl: float) -> None:
@@ -178,11 +182,15 @@ class CredentialCache:
         self.misses += 1
         return None
 
-    def is_good(self, key: str | bytes, password: bytes) -> bool:
-        """True if ``password`` is ``key``'s cached good one (the fast lane's question,
-        with the key as the bytes it read: not counted here, and no fingerprint computed
-        when the key is not cached)."""
-        return self._get(_GOOD, key, password=password)
+    def good_at(self, key: bytes, password: bytes) -> int:
+        """Where ``key``'s cached good password is when it is ``password``, else -1: the
+        fast lane's question, with the key as the bytes it read (not counted here, no
+        fingerprint computed when the key is not cached).  ``touch`` it once answered."""
+        return self._at(_GOOD, key, password=password)
+
+    def touch(self, off: int) -> None:
+        """The entry at ``off`` was used now (a full set evicts its least recently used)."""
+        _LAST_USED.pack_into(self._mm, off + _HEAD + 8, self._clock())
 
     def remember_good(self, key: str, fp: bytes, generation: int | None = None) -> None:
         if self.negative_ttl:

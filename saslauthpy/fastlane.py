@@ -145,35 +145,42 @@ class FastLane:
         if not data:  # connect and close (a health check): nothing to record
             os.close(fd)
             return
-        fields = split(data, self.max_field)
-        if fields is None:
-            counts.handed += 1
-            self.handover(fd, data)
-            return
+        fields = counted(data)
         auth = self.auth
         cache = auth.cache
-        free = self._no_penalty(auth, fields, started)
-        if cache is None or not free or not cache.is_good(
-                auth.cache_key(fields[0], fields[3], fields[2]), fields[1]):
-            if not (free and self.threaded and auth.inline and started >= auth.inline_after
-                    and self._inline(auth, fd, fields, started)):
+        free = fields is not None and self._no_penalty(auth, fields, started, self.max_field)
+        # The cache is asked before the fields are checked (checked() below): only a
+        # request that passed them was ever cached, and no request that fails them can
+        # have a cached request's key and password (the key's NULs mark its fields, the
+        # fingerprint covers the password's bytes; a lower max_field flushes the cache).
+        # Every microsecond before the reply counts: a client answered late here sleeps.
+        at = -1
+        if free and cache is not None:
+            at = cache.good_at(auth.cache_key(fields[0], fields[3], fields[2]), fields[1])
+        if at < 0:
+            if fields is None or not checked(fields, self.max_field):
+                counts.handed += 1
+                self.handover(fd, data)
+            elif not (free and self.threaded and auth.inline and started >= auth.inline_after
+                      and self._inline(auth, fd, fields, started)):
                 counts.handed += 1
                 self.take(fd, _request(fields), started)
             return
-        if self.timed:
-            latency = time.monotonic() - started
-            if self.record is not None:
-                self._record(fd, fields, latency)
-            counts.latency[bisect.bisect_left(LATENCY_BUCKETS, latency)] += 1
-            counts.latency_sum += latency
-        counts.answered += 1
-        service = fields[2]
-        counts.by_service[service] = counts.by_service.get(service, 0) + 1
+        if self.record is not None:  # the audit line is written before the reply
+            self._record(fd, fields, time.monotonic() - started)
         try:
             os.write(fd, REPLY_OK)
         except OSError:
             pass  # the client went away: the decision stands (and was recorded)
         os.close(fd)
+        cache.touch(at)
+        if self.timed:
+            latency = time.monotonic() - started
+            counts.latency[bisect.bisect_left(LATENCY_BUCKETS, latency)] += 1
+            counts.latency_sum += latency
+        counts.answered += 1
+        service = fields[2]
+        counts.by_service[service] = counts.by_service.get(service, 0) + 1
 
     def _inline(self, auth, fd: int, fields: list[bytes], started: float) -> bool:
         """Answer a request the cache did not, checking it here; False: hand it over (a
@@ -213,7 +220,7 @@ class FastLane:
         return True
 
     @staticmethod
-    def _no_penalty(auth, fields: list[bytes], now: float) -> bool:
+    def _no_penalty(auth, fields: list[bytes], now: float, limit: int) -> bool:
         throttle = auth.throttle
         if throttle is None:
             return True
@@ -221,7 +228,8 @@ class FastLane:
             return False  # a Redis round trip is the asyncio path's business
         if not throttle.active(now):
             return True  # the common case: no key has a penalty anywhere
-        return auth.penalty(auth.normalise(_request(fields))) <= 0  # by its identities
+        return (checked(fields, limit)  # else not for the fast lane
+                and auth.penalty(auth.normalise(_request(fields))) <= 0)  # by its identities
 
     def _record(self, fd: int, fields: list[bytes], latency: float) -> None:
         creds = peercred(fd)
@@ -229,11 +237,9 @@ class FastLane:
         self.record(Decision(req, "ok", "", "cache", True, latency, Peer(lambda: creds)))
 
 
-def split(data: bytes, limit: int) -> list[bytes] | None:
-    """The fields of ``data`` when it is one whole request of four or five fields and
-    nothing else, every field within ``limit`` bytes, login and password not empty, no
-    NUL anywhere in a field; else None (the asyncio path's business).  Unrolled: this is
-    the fast lane's hottest code."""
+def counted(data: bytes) -> list[bytes] | None:
+    """The counted strings of ``data`` when it is four or five of them and nothing else,
+    unchecked; else None.  Unrolled: this is the fast lane's hottest code."""
     try:
         end = 2 + (data[0] << 8 | data[1])
         login = data[2:end]
@@ -252,12 +258,18 @@ def split(data: bytes, limit: int) -> list[bytes] | None:
             fields.append(data[start:end])
     except IndexError:  # a length cut short
         return None
-    if end != len(data) or not login or not password:
-        return None
+    return fields if end == len(data) else None
+
+
+def checked(fields: list[bytes], limit: int) -> bool:
+    """The protocol's rules for a request the fast lane may answer: login and password
+    not empty, every field within ``limit`` bytes and without NUL."""
+    if not fields[0] or not fields[1]:
+        return False
     for field in fields:
         if len(field) > limit or b"\0" in field:
-            return None
-    return fields
+            return False
+    return True
 
 
 def _request(fields: list[bytes]) -> Request:

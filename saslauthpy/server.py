@@ -75,8 +75,10 @@ def metrics_module():
 
 
 def _answers_identity(config: Config) -> tuple:
-    # What decides the answers: if it changes on reload, cached answers are stale.
-    return (config.mechanisms, config.mech_options, config.backends, config.realm_join)
+    # What decides the answers: if it changes on reload, cached answers are stale (a lower
+    # max_field too: the fast lane asks the cache before it checks the fields' lengths).
+    return (config.mechanisms, config.mech_options, config.backends, config.realm_join,
+            config.server.max_field)
 
 
 def _reply(fd: int, reply: bytes) -> None:

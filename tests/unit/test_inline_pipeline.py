@@ -188,6 +188,26 @@ def test_the_fast_lane_answers_inline_and_pauses_while_checks_are_costly(url):
     assert [kind for kind, _ in taken] == ["take"] and other.counts.inline == 0
 
 
+def test_a_request_the_field_checks_refuse_gets_no_cached_ok(url):
+    # The fast lane asks the cache before it checks the fields: none of these may find
+    # alice's cached password, and each goes to the asyncio path as the bytes it read.
+    auth, _ = pipeline(url)
+    lane, taken = lane_for(auth)
+    assert exchange(lane, taken, format_request("alice", "alice-pw", SERVICE, "")) == REPLY_OK
+    assert exchange(lane, taken, format_request("alice", "alice-pw", SERVICE, "")) == REPLY_OK
+    assert lane.counts.answered == 1  # cached
+    refused = [format_request("alice\0x", "alice-pw", SERVICE, ""),  # NUL in a field
+               format_request("alice", "alice-pw\0x", SERVICE, ""),
+               format_request("alice", "alice-pw", SERVICE + "\0", ""),
+               format_request("alice", "", SERVICE, ""),  # empty password
+               format_request("alice", "alice-pw", SERVICE, "") + b"\0"]  # bytes after it
+    for request in refused:
+        assert exchange(lane, taken, request) is None, request
+    assert [kind for kind, _ in taken] == ["handover"] * len(refused)
+    assert lane.counts.answered == 1
+    auth.close()
+
+
 def test_a_check_that_cannot_end_at_once_pauses_every_lane_of_the_worker():
     config = Config()
     stalled = Authenticator(config, [Stalled(config)])

@@ -38,3 +38,16 @@ def test_answer_in_flight_across_a_reload_is_not_cached(daemon_factory, tmp_path
     assert in_flight == ["OK"]  # answered by the configuration it came in under
     assert d.ask("alice", "old-pw", "smtp").startswith("NO")  # not from a stale cache entry
     assert [r["backend"] for r in d.audit()][-1] == "sql"
+
+
+def test_a_lower_field_limit_on_reload_leaves_no_cached_ok_beyond_it(daemon_factory):
+    # The fast lane asks the cache before it checks the fields' lengths: the reload
+    # must flush what was cached under the longer limit.
+    d = daemon_factory(args=["-c"])
+    d.admin("user", "add", "alice-long", password="pw")
+    assert d.ask("alice-long", "pw", "smtp") == "OK"
+    assert d.ask("alice-long", "pw", "smtp") == "OK"  # now from the cache
+    d.config_path.write_text(toml_dumps(merge(d.config, {"server": {"max_field": 8}})))
+    d.signal(signal.SIGHUP)
+    wait_for(d, "configuration reloaded")
+    assert d.ask("alice-long", "pw", "smtp") == "NO "  # as saslauthd answers an oversize field
