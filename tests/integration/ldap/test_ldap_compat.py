@@ -8,6 +8,7 @@ accident).  Then our daemon alone: a misspelt key stops the start, and failover.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -102,10 +103,18 @@ class CSaslauthd:
              "-n", "1", *args], stdout=self.log, stderr=self.log,
             start_new_session=True)  # on exit saslauthd signals its whole process group
         deadline = time.monotonic() + 15
-        while not self.mux.exists():
+        while not self._accepts():  # the socket file alone may not listen yet
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"C saslauthd did not start: {self.proc.returncode}")
             time.sleep(0.05)
+
+    def _accepts(self) -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.mux))
+            except OSError:
+                return False
+        return True  # closed unasked: saslauthd drops a truncated request without a reply
 
     def stop(self) -> None:
         self.proc.terminate()
