@@ -149,13 +149,14 @@ class FastLane:
         auth = self.auth
         cache = auth.cache
         free = fields is not None and self._no_penalty(auth, fields, started, self.max_field)
-        # The cache is asked before the fields are checked (checked() below): only a
-        # request that passed them was ever cached, and no request that fails them can
-        # have a cached request's key and password (the key's NULs mark its fields, the
-        # fingerprint covers the password's bytes; a lower max_field flushes the cache).
+        # The cache is asked before the four fields it answers for are checked (checked()
+        # below): only a request that passed the checks was ever cached, and no request
+        # that fails them can have a cached request's key and password (the key's NULs
+        # mark its fields, the fingerprint covers the password's bytes; a lower max_field
+        # flushes the cache).  A fifth field (the client's address) is checked first.
         # Every microsecond before the reply counts: a client answered late here sleeps.
         at = -1
-        if free and cache is not None:
+        if free and cache is not None and (len(fields) == 4 or checked(fields, self.max_field)):
             at = cache.good_at(auth.cache_key(fields[0], fields[3], fields[2]), fields[1])
         if at < 0:
             if fields is None or not checked(fields, self.max_field):

@@ -200,7 +200,9 @@ def test_a_request_the_field_checks_refuse_gets_no_cached_ok(url):
                format_request("alice", "alice-pw\0x", SERVICE, ""),
                format_request("alice", "alice-pw", SERVICE + "\0", ""),
                format_request("alice", "", SERVICE, ""),  # empty password
-               format_request("alice", "alice-pw", SERVICE, "") + b"\0"]  # bytes after it
+               format_request("alice", "alice-pw", SERVICE, "") + b"\0",  # bytes after it
+               format_request("alice", "alice-pw", SERVICE, "", "1" * 257),  # address too long
+               format_request("alice", "alice-pw", SERVICE, "", "10.0.0.1\0")]
     for request in refused:
         assert exchange(lane, taken, request) is None, request
     assert [kind for kind, _ in taken] == ["handover"] * len(refused)
