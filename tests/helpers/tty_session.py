@@ -17,6 +17,9 @@ def on_tty(argv: list[str], answers: list[str] = (), interrupt: bool = False) ->
     pid, fd = pty.fork()
     if pid == 0:  # the child: the command with the pty as its terminal
         os.environ.update(python_env())
+        # Ctrl-C must reach it even when this test run ignores SIGINT (started in the
+        # background by a shell without job control), since an ignored signal stays so.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.execv(argv[0], argv)
     out = b""
 
