@@ -8,14 +8,13 @@ accident).  Then our daemon alone: a misspelt key stops the start, and failover.
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from harness import need, testsaslauthd
 from ldap_server import BASE_DN, MAILUSERS_DN, PEOPLE_DN, SERVICE_DN, SERVICE_PW, Slapd, TestCA
+from reference import CSaslauthd
 
 SERVICE = f"ldap_bind_dn: {SERVICE_DN}\nldap_password: {SERVICE_PW}\n"
 INJECTIONS = ["*", "a*", "x)(uid=*", "alice)(|(uid=*", "*)(uid=alice", "alice*"]
@@ -90,42 +89,6 @@ def configs(slapd: Slapd, ca: TestCA) -> dict[str, tuple[str, list[str], list, s
     }
 
 
-class CSaslauthd:
-    """The reference: ``saslauthd -a ldap -O FILE -m RUNDIR -d`` in the foreground."""
-
-    def __init__(self, tmp: Path, conf: Path, args: list[str]):
-        self.run_dir = tmp / "c-run"
-        self.run_dir.mkdir()
-        self.mux = self.run_dir / "mux"
-        self.log = open(tmp / "c-saslauthd.log", "wb")
-        self.proc = subprocess.Popen(
-            [need("saslauthd"), "-a", "ldap", "-O", str(conf), "-m", str(self.run_dir), "-d",
-             "-n", "1", *args], stdout=self.log, stderr=self.log,
-            start_new_session=True)  # on exit saslauthd signals its whole process group
-        deadline = time.monotonic() + 15
-        while not self._accepts():  # the socket file alone may not listen yet
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"C saslauthd did not start: {self.proc.returncode}")
-            time.sleep(0.05)
-
-    def _accepts(self) -> bool:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(str(self.mux))
-            except OSError:
-                return False
-        return True  # closed unasked: saslauthd drops a truncated request without a reply
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-
-
 def answer(mux: Path, case: tuple) -> str:
     login, password, realm = case
     res = testsaslauthd(mux, login, password, realm=realm, service="imap")
@@ -142,11 +105,8 @@ def compare(name: str, spec: tuple, tmp_path: Path, daemon_factory) -> None:
     conf = tmp_path / "saslauthd.conf"
     conf.write_text(text)
     ours = daemon_factory(args=["-a", "ldap", "-O", str(conf), *flags])
-    ref = CSaslauthd(tmp_path, conf, flags)
-    try:
+    with CSaslauthd(tmp_path, "ldap", workers=1, args=("-O", str(conf), *flags)) as ref:
         theirs = {case: answer(ref.mux, case) for case in cases}
-    finally:
-        ref.stop()
     mine = {case: answer(ours.mux, case) for case in cases}
     differ = {case: (theirs[case], mine[case]) for case in cases if theirs[case] != mine[case]}
     known = C_WRONG.get(name, set())
@@ -203,12 +163,9 @@ def test_external_user_binds_c_accepts_any_password_ours_refuses_to_start(
     conf = tmp_path / "saslauthd.conf"
     conf.write_text(f"ldap_servers: {sasl_slapd.ldapi_uri}\nldap_search_base: {BASE_DN}\n"
                     "ldap_use_sasl: yes\nldap_mech: EXTERNAL\n")
-    ref = CSaslauthd(tmp_path, conf, [])
-    try:
+    with CSaslauthd(tmp_path, "ldap", workers=1, args=("-O", str(conf))) as ref:
         assert answer(ref.mux, ("alice", "wrong", None)).startswith("0: OK")
         assert answer(ref.mux, ("nobody", "x", None)).startswith("0: OK")
-    finally:
-        ref.stop()
     d = daemon_factory(args=["-a", "ldap", "-O", str(conf)], wait=False)
     assert d.proc.wait(20) != 0
     assert "cannot check a password" in d.stderr()
