@@ -3,10 +3,11 @@ C saslauthd and saslauthpy (docs/performance.md, "Where the custom gap is").
 
     python bench/ldap_floor.py [--seconds 4] [--rounds 3]
 
-Each *floor* server speaks the saslauthd socket protocol, searches ``(uid=LOGIN)`` for
-``userPassword`` as the service identity on a connection bound once, compares ``{SSHA}``
-or cleartext and answers OK or NO: nothing else (no cache, throttle, audit, timeouts,
-failover, escaping), so it is a measure, not a daemon.  ``blocking-N``: N processes, each
+Each *floor* server speaks the saslauthd socket protocol (parsed by the fast lane's
+``counted``), searches ``(uid=LOGIN)`` for ``userPassword`` as the service identity on a
+connection bound once, compares with ``passwords.verify`` as the daemon does and answers
+OK or NO: nothing else (no cache, throttle, audit, timeouts, failover, escaping), so it
+is a measure, not a daemon.  ``blocking-N``: N processes, each
 blocked in ``accept()``, one request at a time (the C daemon's shape); ``multiplexed-2``:
 2 processes, each one thread in ``epoll`` over its clients and one LDAP connection driven
 by libldap's asynchronous calls.  8 clients (alice and dave: cheap hashes), one private
@@ -17,9 +18,6 @@ and as medians, with the ratio to the C daemon's median.
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import hmac
 import os
 import select
 import signal
@@ -36,7 +34,11 @@ import ldap
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 from daemons import CSaslauthd, Saslauthpy, build_loadgen, wait_socket  # noqa: E402
-from scenarios import cpu_seconds, group, run_loadgen, tree  # noqa: E402
+from scenarios import Settings, cpu_seconds, group, run_loadgen, tree  # noqa: E402
+
+sys.path.insert(0, str(BENCH.parent))
+from saslauthpy.fastlane import counted  # noqa: E402
+from saslauthpy.passwords import verify  # noqa: E402
 
 sys.path.insert(0, str(BENCH.parent / "tests" / "helpers"))
 from ldap_server import PEOPLE_DN, SERVICE_DN, SERVICE_PW, Slapd  # noqa: E402
@@ -49,20 +51,11 @@ OK, NO = b"\0\2OK", b"\0\2NO"
 
 # -- the floor servers (run as ``ldap_floor.py --serve KIND PROCESSES SOCKET URI``) ---------
 
-def matches(password: bytes, stored: bytes) -> bool:
-    if stored.startswith(b"{SSHA}"):
-        raw = base64.b64decode(stored[6:])
-        return hmac.compare_digest(hashlib.sha1(password + raw[20:]).digest(), raw[:20])
-    return not stored.startswith(b"{") and hmac.compare_digest(password, stored)
-
-
 def login_and_password(data: bytes) -> tuple[bytes, bytes]:
-    """The first two fields (b"" for a client that connected and closed: a probe)."""
-    if not data:
-        return b"", b""
-    end = 2 + (data[0] << 8 | data[1])
-    start = end + 2
-    return data[2:end], data[start:start + (data[end] << 8 | data[end + 1])]
+    """The first two fields (b"" for anything else, such as a probe that connected and
+    closed)."""
+    fields = counted(data)
+    return (fields[0], fields[1]) if fields else (b"", b"")
 
 
 def search(conn, login: bytes) -> int:
@@ -72,7 +65,7 @@ def search(conn, login: bytes) -> int:
 
 def reply(fd: int, password: bytes, entries: list) -> None:
     found = [attrs for dn, attrs in entries if dn]
-    good = len(found) == 1 and any(matches(password, v)
+    good = len(found) == 1 and any(verify(password, v.decode(), default_scheme="PLAIN")
                                    for v in found[0].get("userPassword", []))
     os.write(fd, OK if good else NO)
     os.close(fd)
@@ -175,8 +168,7 @@ def main() -> None:
         conf.write_text(f"ldap_servers: {slapd.uri}\nldap_search_base: {PEOPLE_DN}\n"
                         f"ldap_filter: (uid=%u)\nldap_auth_method: custom\n"
                         f"ldap_bind_dn: {SERVICE_DN}\nldap_password: {SERVICE_PW}\n")
-        settings = argparse.Namespace(loadgen=build_loadgen(tmp), duration=args.seconds,
-                                      request_timeout=10.0)
+        settings = Settings(tmp=tmp, loadgen=build_loadgen(tmp), duration=args.seconds)
         servers = {"C saslauthd": CSaslauthd(tmp / "c", "ldap", 5, False, str(conf)),
                    "saslauthpy": Saslauthpy(tmp / "o", "ldap", 5, False, str(conf))}
         try:
