@@ -74,6 +74,33 @@ def terminate(proc: subprocess.Popen, timeout: float = 15.0) -> int:
     return proc.returncode
 
 
+def freeze(pid: int, timeout: float = 10.0) -> None:
+    """SIGSTOP ``pid`` and return once every one of its threads has stopped.
+
+    kill() returns before the stop takes hold: a thread running on another CPU goes on
+    until it next enters the kernel, long enough on a loaded machine to answer a request
+    sent just after (a stalled-server test then sees a fast answer)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except FileNotFoundError:
+            return  # it ended (and was reaped) meanwhile
+        for task in tasks:
+            try:
+                # "pid (comm) S ...": the state follows the last ")"
+                states.append((task / "stat").read_text().rpartition(")")[2].split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # a thread that just ended
+        if all(state in "TtZX" for state in states):  # stopped, or ended
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process {pid} did not stop: thread states {states}")
+        time.sleep(0.001)
+
+
 def ask(path: str | os.PathLike, login: str | bytes, password: str | bytes, service: str = "",
         realm: str = "", client_addr: str | None = None, timeout: float = 10.0) -> str:
     """One request over the socket with our own encoder; returns the reply text."""

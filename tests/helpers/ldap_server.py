@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from harness import need
+from harness import freeze, need
 
 DATA = Path(__file__).resolve().parents[1] / "integration" / "ldap" / "data"
 
@@ -216,7 +216,7 @@ class Slapd:
     def pause(self) -> None:
         """Stall the server (SIGSTOP): connections stay open, nothing is answered."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
+        freeze(self.proc.pid)
 
     def resume(self) -> None:
         assert self.proc is not None

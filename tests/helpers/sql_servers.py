@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import freeze
 from sqlalchemy import create_engine, text
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -104,7 +105,7 @@ class _Private:
     def freeze(self) -> None:
         """SIGSTOP every process: the kernel still accepts connections, nobody answers."""
         for pid in self._pids():
-            os.kill(pid, signal.SIGSTOP)
+            freeze(pid)
 
     def thaw(self) -> None:
         for pid in self._pids():
