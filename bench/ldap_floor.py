@@ -11,8 +11,8 @@ is a measure, not a daemon.  ``blocking-N``: N processes, each
 blocked in ``accept()``, one request at a time (the C daemon's shape); ``multiplexed-2``:
 2 processes, each one thread in ``epoll`` over its clients and one LDAP connection driven
 by libldap's asynchronous calls.  8 clients (alice and dave: cheap hashes), one private
-slapd; printed per server: good answers/s and CPU per answer of its processes, per round
-and as medians, with the ratio to the C daemon's median.
+slapd; printed per server: good answers/s, the CPU per answer of its processes and of
+slapd, per round, and the medians with the ratio to the C daemon's median.
 """
 
 from __future__ import annotations
@@ -179,14 +179,15 @@ def main() -> None:
             for r in range(args.rounds):
                 for name, d in servers.items():
                     pids = tree(d.pid())
-                    before = cpu_seconds(pids)
+                    before, before_slapd = cpu_seconds(pids), cpu_seconds([slapd.proc.pid])
                     out = run_loadgen(settings, d, [group(f"{u}", n, "OK", u, 1, pw)
                                                     for u, pw, n in CLIENTS])
-                    answered = sum(g["ok"] + g["no"] for g in out.values())
-                    cpu = (cpu_seconds(pids) - before) / max(1, answered) * 1e6
+                    answered = max(1, sum(g["ok"] + g["no"] for g in out.values()))
+                    cpu = (cpu_seconds(pids) - before) / answered * 1e6
+                    cpu_slapd = (cpu_seconds([slapd.proc.pid]) - before_slapd) / answered * 1e6
                     rates[name].append(sum(g["good_rps"] for g in out.values()))
                     print(f"round {r + 1}  {name:14s} {rates[name][-1]:7.0f}/s  "
-                          f"CPU {cpu:4.0f} µs/answer", flush=True)
+                          f"CPU {cpu:4.0f} µs/answer, slapd's {cpu_slapd:4.0f}", flush=True)
             c = statistics.median(rates["C saslauthd"])
             for name, seen in rates.items():
                 m = statistics.median(seen)
