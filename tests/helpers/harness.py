@@ -77,9 +77,9 @@ def terminate(proc: subprocess.Popen, timeout: float = 15.0) -> int:
 def freeze(pid: int, timeout: float = 10.0) -> None:
     """SIGSTOP ``pid`` and return once every one of its threads has stopped.
 
-    kill() returns before the stop takes hold: a thread running on another CPU goes on
-    until it next enters the kernel, long enough on a loaded machine to answer a request
-    sent just after (a stalled-server test then sees a fast answer)."""
+    kill() returns before the stop takes hold: the threads stop only once one of them has
+    been scheduled to take the signal, and on a loaded machine the others can meanwhile
+    answer a request sent just after (a stalled-server test then sees a fast answer)."""
     os.kill(pid, signal.SIGSTOP)
     deadline = time.monotonic() + timeout
     while True:
