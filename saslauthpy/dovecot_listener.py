@@ -24,6 +24,7 @@ import os
 import pwd
 import socket
 import stat
+import sys
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
@@ -60,26 +61,35 @@ def outcome(reply: bytes, reveal: bool) -> tuple[str, str]:
 class DovecotListener:
     """The socket and its options; ``start(server)`` serves it in a worker's event loop."""
 
-    def __init__(self, opts: DovecotOptions, sock: socket.socket):
+    def __init__(self, opts: DovecotOptions, sock: socket.socket, own: bool = True):
         self.opts = opts
         self.sock = sock
-        self._inode = os.stat(opts.listen).st_ino
+        # a socket the service manager passed is its to remove, not ours
+        self._inode = os.stat(opts.listen).st_ino if own else None
         self.conns: OrderedDict[DovecotConnection, None] = OrderedDict()  # idle-longest first
 
     @classmethod
-    def open(cls, config: Config) -> DovecotListener | None:
-        """Bind the socket (before any fork); None when ``[dovecot] listen`` is not set."""
+    def open(cls, config: Config, passed: socket.socket | None = None) -> DovecotListener | None:
+        """Bind the socket (before any fork), or serve ``passed``, the one the service
+        manager made; None when ``[dovecot] listen`` is not set."""
         opts = config.dovecot
         if not opts.listen:
             return None
+        if passed is not None:
+            log.info("Dovecot auth protocol on %s, the socket passed by the service manager",
+                     passed.getsockname())
+            return cls(opts, passed, own=False)
         listener = cls(opts, _bind(opts))
         log.info("Dovecot auth protocol on %s", opts.listen)
         return listener
 
     async def start(self, server: Server) -> asyncio.AbstractServer:
         loop = asyncio.get_running_loop()
+        # From Python 3.13 a closing server removes its socket's path: here that is each
+        # worker's at its end, while the supervisor (or the service manager) still serves it.
+        keep = {"cleanup_socket": False} if sys.version_info >= (3, 13) else {}
         srv = await loop.create_unix_server(lambda: DovecotConnection(self, server),
-                                            sock=self.sock, backlog=1024)
+                                            sock=self.sock, backlog=1024, **keep)
         self._sweeper = loop.create_task(self._sweep(server, srv))  # ends with the server
         return srv
 
@@ -112,6 +122,8 @@ class DovecotListener:
     def close(self) -> None:
         """Remove the socket file (the process that made it, at exit)."""
         self.sock.close()
+        if self._inode is None:
+            return
         try:
             if os.lstat(self.opts.listen).st_ino == self._inode:
                 os.unlink(self.opts.listen)

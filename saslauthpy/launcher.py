@@ -49,7 +49,7 @@ def run(config: Config, load_config: Callable[[], Config],
         metrics_sock = None
         if config.metrics.listen:
             metrics_sock, metrics_path = metrics_module().open_for(config)
-        dovecot = DovecotListener.open(config)
+        dovecot = DovecotListener.open(config, rundir.dovecot)
         shared = Shared(rundir.listen, make_cache(config),
                         PenaltyTable(config.throttle.max_tracked),
                         Scoreboard(config.server.processes), metrics_sock,

@@ -28,6 +28,8 @@ log = logging.getLogger("saslauthpy")
 # (acceptors.PARKED), and per pool thread a backend connection or a PAM worker's pipes.
 RESERVED_FDS = 96
 FDS_PER_THREAD = 4
+# FileDescriptorName= of a socket unit passing the Dovecot listener's socket
+DOVECOT_FDNAME = "dovecot"
 
 
 def fd_reserve(config: Config) -> int:
@@ -73,6 +75,7 @@ class RunDir:
         self._pidfile: int | None = None
         self.own_socket = True
         self.listen: socket.socket | None = None
+        self.dovecot: socket.socket | None = None  # [dovecot] listen's, when passed
 
     def prepare(self) -> None:
         """Create the directory, lock the pid file, open the listening socket."""
@@ -112,11 +115,28 @@ class RunDir:
         self._pidfile = fd
 
     def _listen_socket(self) -> socket.socket:
-        passed = systemd.listen_socket()
-        if passed is not None:
+        """The saslauthd socket: the one the service manager passed, else bound here.  A
+        passed socket named ``dovecot`` or bound to ``[dovecot] listen`` is kept for the
+        Dovecot listener (``self.dovecot``)."""
+        mux = None
+        wanted = self.config.dovecot.listen
+        for name, sock in systemd.listen_sockets():
+            where = sock.getsockname()
+            dovecot = name == DOVECOT_FDNAME or bool(wanted and where == wanted)
+            if dovecot and wanted and self.dovecot is None:
+                self.dovecot = sock
+            elif not dovecot and mux is None:
+                mux = sock
+            else:
+                why = ("[dovecot] listen is not set" if dovecot and not wanted
+                       else "another one already serves that protocol")
+                log.warning("ignoring the passed socket %s (%s): %s", where, name or "unnamed",
+                            why)
+                sock.close()
+        if mux is not None:
             self.own_socket = False
-            log.info("using the socket passed by the service manager")
-            return passed
+            log.info("using %s, the socket passed by the service manager", mux.getsockname())
+            return mux
         path = self.config.socket_path
         if os.path.lexists(path):
             os.unlink(path)  # stale: we hold the pid lock, so nobody else serves it
@@ -129,6 +149,8 @@ class RunDir:
         return sock
 
     def cleanup(self) -> None:
+        if self.dovecot is not None:
+            self.dovecot.close()  # (the Dovecot listener's own close, when it had it)
         paths = [self.config.control_path]
         if self.own_socket and self.listen is not None:
             paths.append(self.config.socket_path)

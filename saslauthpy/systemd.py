@@ -9,23 +9,27 @@ import socket
 SD_LISTEN_FDS_START = 3
 
 
-def listen_socket() -> socket.socket | None:
-    """The first socket passed by systemd (or any supervisor speaking its protocol), if any."""
+def listen_sockets() -> list[tuple[str, socket.socket]]:
+    """The sockets passed by systemd (or any supervisor speaking its protocol), in order,
+    each with its name (``LISTEN_FDNAMES``: the socket unit's ``FileDescriptorName=``,
+    else the unit's name; "" when none was given)."""
     if os.environ.get("LISTEN_PID") != str(os.getpid()):
-        return None
+        return []
     try:
         count = int(os.environ.get("LISTEN_FDS", "0"))
     except ValueError:
-        return None
+        return []
+    names = os.environ.get("LISTEN_FDNAMES", "").split(":")
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)  # not for our children
-    if count < 1:
-        return None
-    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
-    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
-        raise OSError("the passed socket is not a UNIX stream socket (ListenStream=/path)")
-    sock.setblocking(False)
-    return sock
+    passed = []
+    for i in range(max(0, count)):
+        sock = socket.socket(fileno=SD_LISTEN_FDS_START + i)
+        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+            raise OSError("a passed socket is not a UNIX stream socket (ListenStream=/path)")
+        sock.setblocking(False)
+        passed.append((names[i] if i < len(names) else "", sock))
+    return passed
 
 
 def notify(state: str) -> bool:

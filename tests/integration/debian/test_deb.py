@@ -15,6 +15,22 @@ from harness import need
 
 PW = "s3cret-Pass"
 DEFAULTS = "/etc/default/saslauthd"
+CONF = "/etc/saslauthpy/saslauthpy.toml"
+# One login over the Dovecot auth protocol, as Postfix's smtpd asks (run in the box):
+# argv: socket, login, password; prints the server's answer line.
+DOVECOT_LOGIN = r"""
+import base64, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(30)
+s.connect(sys.argv[1])
+f = s.makefile("rwb")
+while f.readline() not in (b"DONE\n", b""):
+    pass
+resp = base64.b64encode(b"\0" + sys.argv[2].encode() + b"\0" + sys.argv[3].encode())
+f.write(b"VERSION\t1\t2\nCPID\t4242\nAUTH\t1\tPLAIN\tservice=smtp\tresp=" + resp + b"\n")
+f.flush()
+print(f.readline().decode().strip())
+"""
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +237,40 @@ def test_the_journal_has_the_auth_failures_at_notice(box):
     assert "INFO" not in box.run("journalctl", "-u", "saslauthpy", "-o", "cat",
                                  "--no-pager").stdout  # no level prefix of our own
     assert PW not in everything and "wrong-once" not in everything
+
+
+def test_the_dovecot_socket_unit_serves_postfixs_private_auth(box):
+    """saslauthpy-dovecot.socket: systemd makes Postfix's private/auth (where the hardened
+    service could not) and passes it with the saslauthd socket; a connection to it starts
+    the service, which answers there, and the socket outlives the service."""
+    auth = "/var/spool/postfix/private/auth"
+    toml = box.run("cat", CONF).stdout
+    box.run("useradd", "--system", "-M", "-s", "/usr/sbin/nologin", "postfix", check=False)
+    box.write(CONF, toml + f'\n[dovecot]\nlisten = "{auth}"\n')
+    defaults(box, 'MECHANISMS="sql"\n')
+    try:
+        box.run("saslauthpy-admin", "user", "add", "dovey", "--password-stdin",
+                input=PW + "\n")
+        box.run("systemctl", "enable", "--now", "saslauthpy-dovecot.socket")
+        assert box.run("stat", "-c", "%a %U %G", auth).stdout.split() == \
+            ["660", "postfix", "postfix"]
+        assert box.show("saslauthpy.service", "ActiveState") == "inactive"
+        python = "/usr/lib/saslauthpy/bin/python3"
+        login = box.run(python, "-c", DOVECOT_LOGIN, auth, "dovey", PW).stdout
+        assert login == "OK\t1\tuser=dovey\n"
+        assert box.show("saslauthpy.service", "ActiveState") == "active"
+        wrong = box.run(python, "-c", DOVECOT_LOGIN, auth, "dovey", "wrong").stdout
+        assert wrong == "FAIL\t1\tuser=dovey\n"
+        assert ask(box, "dovey", PW).returncode == 0  # the saslauthd socket, passed beside it
+        journal = box.run("journalctl", "-u", "saslauthpy", "-o", "cat", "--no-pager").stdout
+        assert f"Dovecot auth protocol on {auth}, the socket passed by the service manager" \
+            in journal
+        box.run("systemctl", "stop", "saslauthpy.service")
+        box.run("test", "-S", auth)  # systemd's socket: it stays for the next start
+    finally:
+        box.run("systemctl", "disable", "--now", "saslauthpy-dovecot.socket", check=False)
+        box.write(CONF, toml)
+        box.run("systemctl", "stop", "saslauthpy.service", check=False)
 
 
 def test_stop_removes_the_socket(box):

@@ -48,13 +48,14 @@ def test_units_pass_systemd_analyze_verify(tmp_path, man_dir):
     exe = need("systemd-analyze")
     units = tmp_path / "units"
     units.mkdir()
-    for name in ("saslauthpy.service", "saslauthpy.socket"):
+    for name in ("saslauthpy.service", "saslauthpy.socket", "saslauthpy-dovecot.socket"):
         text = (PKG / name).read_text()
         if name.endswith(".service"):
             assert f"ExecStart={INSTALLED_WRAPPER}\n" in text
             text = text.replace(INSTALLED_WRAPPER, str(ENV_WRAPPER))
         (units / name).write_text(text)
     res = subprocess.run([exe, "verify", str(units / "saslauthpy.socket"),
+                          str(units / "saslauthpy-dovecot.socket"),
                           str(units / "saslauthpy.service")],
                          capture_output=True, text=True, timeout=60,
                          env={**os.environ, "MANPATH": str(man_dir)})
@@ -336,6 +337,48 @@ def test_restart_keeps_the_socket_and_queued_clients(activator):
         client.close()
     assert "READY=1" in activator.message()
     assert activator.stop() == 0
+
+
+def test_socket_activation_passes_the_dovecot_socket_too(tmp_path):
+    """Both sockets passed, as with packaging/saslauthpy-dovecot.socket beside
+    saslauthpy.socket, by systemd's own systemd-socket-activate (which starts the daemon
+    on the first connection): each protocol is served on its socket, none is made by the
+    daemon, and neither is removed when it stops."""
+    from dovecot_auth import AuthClient, auth_line, plain
+
+    exe = need("systemd-socket-activate")
+    (tmp_path / "sock").mkdir()
+    mux, auth = tmp_path / "sock" / "mux", tmp_path / "sock" / "auth"
+    conf = tmp_path / "saslauthpy.toml"
+    conf.write_text(harness.toml_dumps({
+        "run_dir": str(tmp_path / "run"),
+        "audit": {"syslog": False},
+        "sql": {"url": f"sqlite:///{tmp_path / 'users.db'}"},
+        "dovecot": {"listen": str(auth)},
+    }))
+    harness.admin(conf, "user", "add", "sam", password="activated")
+    proc = subprocess.Popen(
+        [exe, "-l", str(mux), "-l", str(auth), "--fdname=saslauthpy.socket:dovecot",
+         "-E", f"PYTHONPATH={harness.python_env()['PYTHONPATH']}",
+         sys.executable, "-m", "saslauthpy", "-f", "--config", str(conf)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not (mux.exists() and auth.exists()):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        made = (mux.stat().st_ino, auth.stat().st_ino)
+        with AuthClient(auth, timeout=30) as c:  # this connection starts the daemon
+            assert c.ask(auth_line(1, resp=plain("sam", "activated"))) == b"OK\t1\tuser=sam"
+            assert c.ask(auth_line(2, resp=plain("sam", "nope"))) == b"FAIL\t2\tuser=sam"
+        assert harness.ask(mux, "sam", "activated") == "OK"
+        assert not (tmp_path / "run" / "mux").exists()  # the passed one serves saslauthd's
+    finally:
+        code = harness.terminate(proc, 20)
+        err = proc.stderr.read().decode(errors="replace")
+        proc.stderr.close()
+    assert code == 0, err
+    assert (mux.stat().st_ino, auth.stat().st_ino) == made  # the same sockets, still there
 
 
 # -- tmpfiles.d, logrotate, the example configuration ----------------------------------
