@@ -68,7 +68,7 @@ def run(config: Config, load_config: Callable[[], Config],
             return Authenticator(cfg, backends, None, throttle if throttle.enabled else None)
 
         return Supervisor(config, load_config, shared.cache, shared.board, worker,
-                          pipeline).run(ready)
+                          pipeline, rundir.listen.getsockname()).run(ready)
     finally:
         if dovecot is not None:
             dovecot.close()

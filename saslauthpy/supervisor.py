@@ -43,13 +43,15 @@ RESTART_BACKOFF = 1.0  # seconds before restarting a worker that died young
 class Supervisor:
     def __init__(self, config: Config, load_config: Callable[[], Config],
                  cache: CredentialCache | None, board: Scoreboard, target: Target,
-                 pipeline: Callable[[Config], Any] | None = None):
+                 pipeline: Callable[[Config], Any] | None = None, where: str = ""):
         """``target(config, ready, slot)`` is a worker's whole life: it raises if the worker
         cannot start, calls ``ready()`` once it serves, and returns when the worker stops;
         ``slot`` is its place on the scoreboard.  ``pipeline(config)`` builds what the
         control socket's throttle commands use (the shared penalty table, the chain's
-        identities), made when first asked and again after a reload."""
+        identities), made when first asked and again after a reload.  ``where``: the
+        socket served, when not ``config.socket_path`` (one systemd passed)."""
         self.config = config
+        self.where = where
         self.load_config = load_config
         self.cache = cache
         self.pipeline = pipeline
@@ -78,7 +80,7 @@ class Supervisor:
             self._stop_all()
             raise
         log.info("listening on %s with mechanisms %s (%d processes x %d workers, cache %s)",
-                 self.config.socket_path, ",".join(self.config.mechanisms),
+                 self.where or self.config.socket_path, ",".join(self.config.mechanisms),
                  self.config.server.processes, self.config.threads,
                  "on" if self.cache is not None else "off")
         if ready is not None:

@@ -360,7 +360,7 @@ def test_socket_activation_passes_the_dovecot_socket_too(tmp_path):
     proc = subprocess.Popen(
         [exe, "-l", str(mux), "-l", str(auth), "--fdname=saslauthpy.socket:dovecot",
          "-E", f"PYTHONPATH={harness.python_env()['PYTHONPATH']}",
-         sys.executable, "-m", "saslauthpy", "-f", "--config", str(conf)],
+         sys.executable, "-m", "saslauthpy", "-d", "--config", str(conf)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
@@ -379,6 +379,7 @@ def test_socket_activation_passes_the_dovecot_socket_too(tmp_path):
         proc.stderr.close()
     assert code == 0, err
     assert (mux.stat().st_ino, auth.stat().st_ino) == made  # the same sockets, still there
+    assert f"listening on {mux} with mechanisms sql" in err  # the passed one, not run_dir's
 
 
 # -- tmpfiles.d, logrotate, the example configuration ----------------------------------
