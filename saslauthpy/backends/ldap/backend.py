@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Mapping
@@ -64,11 +65,14 @@ if TYPE_CHECKING:
     from ...config import Config
 
 log = logging.getLogger("saslauthpy.ldap")
+DECOY_RDN = "cn=saslauthpy-decoy"  # the DN bind's decoy binds as, under the search base
 
 class NotFound(Exception):
-    def __init__(self, reason: str):
+    """No one entry for the login under ``base`` (the search base the filter ran under)."""
+
+    def __init__(self, reason: str, base: str):
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.base = reason, base
 
 
 class Refused(Exception):
@@ -100,6 +104,7 @@ class Backend(base.Backend):
         self.now = threading.local()
         self.now_links: list[NowLinks] = []
         self.compare = Compare(self.s.password_attr, self.threads)  # custom's own check
+        self.decoy_password = secrets.token_urlsafe(12).encode()  # bind's decoy (_decoy_bind)
 
     # -- lifecycle
 
@@ -220,9 +225,11 @@ class Backend(base.Backend):
             try:
                 dn, attributes = await self._find_user(links, login, service, realm, attrs,
                                                        deadline)
-            except NotFound:
-                if method == "custom":  # as long as a wrong password takes
+            except NotFound as exc:  # as long as a wrong password takes
+                if method == "custom":
                     await self.compare.waste(password, deadline, links.blocking)
+                else:
+                    await self._decoy_bind(links, exc.base, deadline)
                 raise
             if method == "custom":
                 answer = await self.compare.check(dn, attributes, password, deadline,
@@ -268,11 +275,11 @@ class Backend(base.Backend):
         except ldap.SIZELIMIT_EXCEEDED:  # more entries than the limit, whatever it is
             entries = [("", {})] * 2
         if not entries:
-            raise NotFound("unknown user")
+            raise NotFound("unknown user", base_dn)
         if len(entries) > 1:
             log.warning("ldap: several entries match %s under %r: refusing an ambiguous "
                         "login", filt, base_dn)
-            raise NotFound("several directory entries match")
+            raise NotFound("several directory entries match", base_dn)
         return entries[0]
 
     async def _user_bind(self, links: Links, dn: str, password: bytes,
@@ -286,6 +293,16 @@ class Backend(base.Backend):
             if code_of(exc) in TEMPORARY_BIND_CODES:
                 raise Unavailable(f"bind failed: {describe(exc)}")
             raise Refused(describe(exc))  # invalidCredentials, invalidDNSyntax ...
+
+    async def _decoy_bind(self, links: Links, base_dn: str, deadline: float) -> None:
+        """``bind``'s answer to a login with no DN to bind as, made as slow as a wrong
+        password's: a bind the directory refuses, as ``DECOY_RDN`` (no such entry) under
+        the search base, with a password of our own (the user's goes nowhere)."""
+        dn = f"{DECOY_RDN},{base_dn}" if base_dn.strip() else DECOY_RDN
+        try:
+            await self._user_bind(links, dn, self.decoy_password, deadline)
+        except (Refused, Unavailable, TimeoutError):
+            pass  # refused, as it should be; else the answer (no such user) stands
 
     async def _sasl_fastbind(self, login: str, password: bytes, realm: str,
                              deadline: float) -> str:
