@@ -81,6 +81,20 @@ def _answers_identity(config: Config) -> tuple:
             config.server.max_field)
 
 
+def lane_shape(config: Config, auth: Authenticator) -> tuple[str, int]:
+    """The fast lane's acceptors for a configuration and its pipeline: their kind
+    (``[server] accept``) and how many."""
+    kind = config.server.accept
+    if kind == "auto":  # only a thread checks inline; else the loop saves a hop
+        kind = "thread" if auth.inline else "loop"
+    count = 1
+    if kind == "thread" and auth.inline and auth.waits:
+        # Checks that wait on a server, one at a time per thread: as many threads as the C
+        # saslauthd has processes waiting (-n), shared by the worker processes.
+        count = -(-config.threads // max(1, config.server.processes))
+    return kind, count
+
+
 def _reply(fd: int, reply: bytes) -> None:
     """Write a reply to a raw descriptor and close it (a client gone early is no error)."""
     try:
@@ -145,6 +159,7 @@ class Server:
         if cfg.metrics.listen:
             self.metrics = metrics_module().Metrics(cfg, self.totals)
         self.lanes: list[FastLane] = []  # made by serve(), with their acceptors
+        self.lane_shape = ("", 0)  # their kind and number (lane_shape)
         self.auth = self.build(cfg)
 
     def record(self, decision: Decision) -> None:
@@ -293,14 +308,7 @@ class Server:
         self._stopping = asyncio.Event()
         if self.metrics is not None:
             await self.metrics.start(self.shared.metrics_sock)
-        kind = self.config.server.accept
-        if kind == "auto":  # only a thread checks inline; else the loop saves a hop
-            kind = "thread" if self.auth.inline else "loop"
-        count = 1
-        if kind == "thread" and self.auth.inline and self.auth.waits:
-            # Checks that wait on a server, one at a time per thread: as many threads as
-            # the C saslauthd has processes waiting (-n), shared by the worker processes.
-            count = -(-self.config.threads // max(1, self.config.server.processes))
+        self.lane_shape = kind, count = lane_shape(self.config, self.auth)
         self.lanes = [FastLane(self.adopt, self.take, self.config.server.max_field)
                       for _ in range(count)]
         self._configure_lanes()
@@ -367,14 +375,19 @@ class Server:
                 if getattr(config, key) != getattr(self.config, key):
                     raise ConfigError(f"{key} cannot change on reload; restart the daemon")
             if (config.cache.enabled, config.cache.max_entries, config.server.processes,
-                    config.server.accept, config.dovecot) != (
+                    config.dovecot) != (
                     self.config.cache.enabled, self.config.cache.max_entries,
-                    self.config.server.processes, self.config.server.accept,
-                    self.config.dovecot):
-                log.warning("the cache on/off, its size, [server] processes and accept, and "
-                            "[dovecot] change only on restart")
+                    self.config.server.processes, self.config.dovecot):
+                log.warning("the cache on/off, its size, [server] processes and [dovecot] "
+                            "change only on restart")
             old = self.auth
             auth = await self.loop.run_in_executor(None, self.build, config, old)
+            shape = lane_shape(config, auth)
+            if shape != self.lane_shape:
+                log.warning("the fast lane keeps its %s acceptors (%d) until a restart; this "
+                            "configuration would have %s acceptors (%d): the mechanisms, -n "
+                            "and [server] accept and processes decide", *self.lane_shape,
+                            *shape)
         except Exception as exc:
             self.audit.reopen()  # the same file: SIGHUP is also logrotate's signal
             if isinstance(exc, ConfigError):

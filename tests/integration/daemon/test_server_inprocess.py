@@ -119,3 +119,29 @@ def test_the_default_acceptor_is_the_thread_for_local_checks_and_the_loop_otherw
     forced = server_factory(config={"server": {"accept": "thread"}},
                             args=["-a", "rimap", "-O", "127.0.0.1/1"])
     assert type(forced.server.acceptor) is ThreadAcceptor
+
+
+def test_a_reload_that_would_change_the_acceptors_says_they_stay_until_a_restart(
+        server_factory, caplog):
+    """The acceptors are made at start from the chain and -n: a reload to a chain that
+    would take others (rimap: the event loop's) serves with the running ones and says so;
+    one that would take the same says nothing."""
+    from saslauthpy.acceptors import ThreadAcceptor
+
+    d = server_factory()
+    d.add("alice", PASSWORDS[0])
+    good = d.config_path.read_text()
+    with caplog.at_level(logging.WARNING, logger="saslauthpy"):
+        d.config_path.write_text(good + "\n[server]\nreveal_reasons = true\n")
+        d.reload()
+        assert not [r for r in caplog.records if "acceptors" in r.getMessage()]
+        d.config_path.write_text('mechanisms = ["rimap"]\n' + good + '\n[rimap]\n'
+                                 'server = "127.0.0.1/1"\n')
+        d.reload()
+    assert d.server.config.mechanisms == ["rimap"]
+    said = [r.getMessage() for r in caplog.records if "acceptors" in r.getMessage()]
+    assert said == ["the fast lane keeps its thread acceptors (1) until a restart; this "
+                    "configuration would have loop acceptors (1): the mechanisms, -n and "
+                    "[server] accept and processes decide"]
+    assert type(d.server.acceptor) is ThreadAcceptor
+    assert d.ask("alice", PASSWORDS[0], "smtp").startswith("NO ")  # rimap's server is down
