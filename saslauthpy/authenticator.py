@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .backends.base import FAIL, OK, Answer, Backend, Result
+from .backends.base import FAIL, OK, Answer, Backend, Result, run_now
 from .cache import CredentialCache
 from .config import Config
 from .protocol import Request, format_reply
@@ -348,11 +348,13 @@ class Authenticator:
             return [said]
         return self.backends if len(self.backends) == 1 else []
 
-    async def _ask_chain(self, req: Request) -> tuple[Answer, Backend | None]:
+    async def _ask_chain(self, req: Request, now: bool = False) -> tuple[Answer, Backend | None]:
+        """The chain's answer and who gave it; ``now``: each backend's blocking ``check``
+        in the caller's thread (``_ask_chain_now``) instead of ``authenticate``."""
         tempfail: tuple[Answer, Backend] | None = None
         for backend in self.backends:
             try:
-                answer = await backend.authenticate(req)
+                answer = backend.check(req) if now else await backend.authenticate(req)
             except Exception as exc:  # a backend bug is a temporary failure, not a crash
                 answer = _crashed(backend, req, exc)
             if answer.result in (Result.OK, Result.FAIL):
@@ -362,18 +364,7 @@ class Authenticator:
         return tempfail or self._nobody()
 
     def _ask_chain_now(self, req: Request) -> tuple[Answer, Backend | None]:
-        """``_ask_chain`` in the caller's thread (each backend's blocking ``check``)."""
-        tempfail: tuple[Answer, Backend] | None = None
-        for backend in self.backends:
-            try:
-                answer = backend.check(req)
-            except Exception as exc:
-                answer = _crashed(backend, req, exc)
-            if answer.result in (Result.OK, Result.FAIL):
-                return answer, backend
-            if answer.result is Result.TEMPFAIL and tempfail is None:
-                tempfail = (answer, backend)
-        return tempfail or self._nobody()
+        return run_now(self._ask_chain(req, now=True))  # it never waits: run at once
 
     def _nobody(self) -> tuple[Answer, Backend | None]:
         return Answer(Result.UNKNOWN, "unknown user"), self.backends[-1] if self.backends else None

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -80,6 +80,18 @@ class NotNow(BaseException):
     """An inline check (``Backend.inline``) that cannot end at once (a server slow to
     answer, or gone): nothing was decided, and the request goes the event loop's way.  A
     BaseException, so that no ``except Exception`` on its way takes it for a failed check."""
+
+
+def run_now(coro: Coroutine[Any, Any, Any]) -> Any:
+    """The value of a coroutine whose awaits all return at once (one code for the event
+    loop's path and a blocking thread's); ``NotNow`` if it would suspend (it is closed
+    then)."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise NotNow()
 
 
 class Backend:

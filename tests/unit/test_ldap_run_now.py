@@ -11,7 +11,8 @@ from harness import need_module
 from saslauthpy.backends.base import NotNow
 
 need_module("ldap", "pip install '.[ldap]' (python-ldap, built on libldap)")
-from saslauthpy.backends.ldap.now import NowLinks, run_now  # noqa: E402 (python-ldap first)
+from saslauthpy.backends.base import run_now  # noqa: E402
+from saslauthpy.backends.ldap.now import NowLinks  # noqa: E402 (python-ldap first)
 
 
 class Answers:

@@ -38,7 +38,7 @@ from ldap.ldapobject import LDAPObject
 from ...errors import ConfigError
 from ...protocol import Request
 from .. import base
-from ..base import OK, Answer, tempfail
+from ..base import OK, Answer, run_now, tempfail
 from .compare import Compare
 from .connection import (
     TEMPORARY_BIND_CODES,
@@ -57,7 +57,7 @@ from .connection import (
 )
 from .identity import identity
 from .links import Links
-from .now import NowLinks, run_now
+from .now import NowLinks
 from .sasl import Unsendable
 from .settings import Options, escape_dn_value, escape_filter_value, expand, load_settings
 

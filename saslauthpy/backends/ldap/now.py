@@ -3,7 +3,7 @@
 With the ``thread`` acceptor, the fast lane checks a request the cache does not answer in
 its own thread (``Backend.inline``).  For LDAP that thread keeps a service and a user
 connection of its own and runs the backend's very check (``Backend._check``, the coroutine
-the event loop runs) through ``run_now``: every ``await links.call`` here returns at once,
+the event loop runs) through ``base.run_now``: every ``await links.call`` here returns at once,
 having sent the operation and waited for its answer, so the coroutine ends without ever
 suspending.  One thread, one request at a time, as the C saslauthd's processes work: no
 task, future or reader callback per operation, no hop between threads.
@@ -22,7 +22,6 @@ let a password policy count one wrong password twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Coroutine
 from typing import Any
 
 import ldap
@@ -85,13 +84,3 @@ class NowLinks:
         for conn in conns.values():
             close(conn)
 
-
-def run_now(coro: Coroutine[Any, Any, Any]) -> Any:
-    """The value of a coroutine whose awaits all return at once; ``NotNow`` if it would
-    suspend (it is closed then)."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise NotNow()
