@@ -8,10 +8,9 @@ import asyncio
 import pytest
 from harness import need_module
 
-from saslauthpy.backends.base import NotNow
+from saslauthpy.backends.base import NotNow, run_now
 
 need_module("ldap", "pip install '.[ldap]' (python-ldap, built on libldap)")
-from saslauthpy.backends.base import run_now  # noqa: E402
 from saslauthpy.backends.ldap.now import NowLinks  # noqa: E402 (python-ldap first)
 
 
