@@ -201,10 +201,11 @@ class Saslauthpy(Daemon):
 
     def __init__(self, base: Path, mech: str, threads: int, cache: bool,
                  mech_options: str = "", config: dict[str, Any] | None = None,
-                 label: str = "saslauthpy"):
+                 label: str = "saslauthpy", python: str = sys.executable):
         super().__init__(base, mech, threads, cache, mech_options)
         self.config = config or {}
         self.label = label
+        self.python = python  # the interpreter (with saslauthpy's dependencies) it runs on
 
     def start(self) -> Saslauthpy:
         self.base.mkdir(parents=True, exist_ok=True)
@@ -217,7 +218,7 @@ class Saslauthpy(Daemon):
                 cfg[key] = value
         conf = self.base / "saslauthpy.toml"
         conf.write_text(toml_dumps(cfg))
-        cmd = [sys.executable, "-m", "saslauthpy", "-f", "--config", str(conf),
+        cmd = [self.python, "-m", "saslauthpy", "-f", "--config", str(conf),
                "-a", self.mech, "-n", str(self.threads)]
         if self.cache:
             cmd.append("-c")
@@ -227,8 +228,10 @@ class Saslauthpy(Daemon):
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         env.pop("NOTIFY_SOCKET", None)
         self._log = open(self.log, "ab")
+        # cwd: "-m" puts the working directory first on the path, and this checkout's code
+        # is the one measured, wherever the harness was started
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=self._log, env=env,
-                                     preexec_fn=nofile_limit(self.soft_nofile))
+                                     cwd=ROOT, preexec_fn=nofile_limit(self.soft_nofile))
         try:
             wait_socket(self.socket, self.proc)
         except RuntimeError as exc:

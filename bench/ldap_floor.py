@@ -1,7 +1,7 @@
 """How fast can the least Python that does LDAP ``custom`` go here?  Side by side with the
 C saslauthd and saslauthpy (docs/performance.md, "Where the custom gap is").
 
-    python bench/ldap_floor.py [--seconds 4] [--rounds 3]
+    python bench/ldap_floor.py [--seconds 4] [--rounds 3] [--python PATH]
 
 Each *floor* server speaks the saslauthd socket protocol (parsed by the fast lane's
 ``counted``), searches ``(uid=LOGIN)`` for ``userPassword`` as the service identity on a
@@ -133,11 +133,11 @@ def serve(kind: str, processes: int, path: str, uri: str) -> None:
 # -- the comparison -------------------------------------------------------------------------
 
 class Floor:
-    def __init__(self, name: str, tmp: Path, uri: str):
+    def __init__(self, name: str, tmp: Path, uri: str, python: str):
         kind, processes = FLOORS[name]
         self.socket = tmp / f"{name}.sock"
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", kind, str(processes), str(self.socket), uri],
+            [python, __file__, "--serve", kind, str(processes), str(self.socket), uri],
             start_new_session=True)
         wait_socket(self.socket, self.proc)
         time.sleep(0.5)  # the forked processes bind to the directory
@@ -154,6 +154,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--python", default=sys.executable,
+                    help="the interpreter saslauthpy and the floors run on (as bench/run.py)")
     ap.add_argument("--serve", nargs=4, metavar=("KIND", "PROCESSES", "SOCKET", "URI"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -170,11 +172,12 @@ def main() -> None:
                         f"ldap_bind_dn: {SERVICE_DN}\nldap_password: {SERVICE_PW}\n")
         settings = Settings(tmp=tmp, loadgen=build_loadgen(tmp), duration=args.seconds)
         servers = {"C saslauthd": CSaslauthd(tmp / "c", "ldap", 5, False, str(conf)),
-                   "saslauthpy": Saslauthpy(tmp / "o", "ldap", 5, False, str(conf))}
+                   "saslauthpy": Saslauthpy(tmp / "o", "ldap", 5, False, str(conf),
+                                            python=args.python)}
         try:
             for d in servers.values():
                 d.start()
-            servers.update({name: Floor(name, tmp, slapd.uri) for name in FLOORS})
+            servers.update({name: Floor(name, tmp, slapd.uri, args.python) for name in FLOORS})
             rates: dict[str, list[float]] = {name: [] for name in servers}
             for r in range(args.rounds):
                 for name, d in servers.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,8 @@ from scenarios import Row
 C_LABEL = CSaslauthd.label
 
 
-def machine() -> dict[str, str]:
+def machine(pythons: tuple[str, ...] = (sys.executable,)) -> dict[str, str]:
+    """What the run ran on; ``pythons``: saslauthpy's interpreters."""
     cpu = "unknown"
     try:
         with open("/proc/cpuinfo") as f:
@@ -36,8 +38,23 @@ def machine() -> dict[str, str]:
             if line.startswith("MemTotal:"):
                 mem_kb = int(line.split()[1])
     return {"nproc": str(os.cpu_count()), "cpu": cpu, "memory": f"{mem_kb // 1024} MiB",
-            "kernel": platform.release(), "python": platform.python_version(),
+            "kernel": platform.release(), "python": "; ".join(map(interpreter, pythons)),
             "c": c_version, "date": time.strftime("%Y-%m-%d %H:%M %Z")}
+
+
+def interpreter(python: str) -> str:
+    """``python``'s version and path, and whether its libpython is a shared library: such
+    a build (pyenv's default, without profile-guided optimisation) ran our code 15-20%
+    slower than Debian's own python3, which the Debian package runs on
+    (docs/performance.md)."""
+    probe = ("import platform, sys; print(platform.python_version(), sys.executable, "
+             "any('libpython' in line for line in open('/proc/self/maps')), sep='|')")
+    try:
+        res = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=30)
+        version, path, shared = res.stdout.strip().split("|")
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return f"unknown ({python})"
+    return f"{version} ({path}, {'shared' if shared == 'True' else 'static'} libpython)"
 
 
 @dataclass
@@ -189,7 +206,8 @@ def write_markdown(path: Path, rows: list[Row], info: dict[str, str], settings: 
            "one (OK for correct logins, NO for guesses) count as throughput.", "",
            "## Machine", "",
            f"- CPU: {info['cpu']} × {info['nproc']} (nproc)",
-           f"- memory: {info['memory']}, kernel {info['kernel']}, Python {info['python']}",
+           f"- memory: {info['memory']}, kernel {info['kernel']}",
+           f"- saslauthpy's Python: {info['python']}",
            f"- reference: {info['c']}",
            f"- run: {info['date']}; " + ", ".join(f"{k} {v}" for k, v in settings.items()),
            "", "## Summary (ratio = saslauthpy / C)", "",

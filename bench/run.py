@@ -1,7 +1,8 @@
 """Benchmark saslauthpy against the C saslauthd, side by side in one run.
 
     python bench/run.py [--quick] [--scenarios 1,2,3,4,5,6,mem] [--duration S]
-                        [--out bench/RESULTS.md] [--plot bench/results.png] [--profile]
+                        [--python PATH] [--out bench/RESULTS.md] [--plot bench/results.png]
+                        [--profile]
 
 Needs root (it creates and removes local accounts sbench0.. for the shadow/PAM
 scenarios), gcc, sasl2-bin and, for scenario 6, slapd.  Loopback/UNIX sockets only.
@@ -70,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--accept", default="",
                    help="compare [server] accept variants in scenarios 1 and 2, "
                         "e.g. thread,loop (default: the daemon's default only)")
+    p.add_argument("--python", default=sys.executable,
+                   help="the interpreter saslauthpy runs on, with its dependencies installed "
+                        "(default: this one), or several, comma-separated, side by side; the "
+                        "Debian package runs on Debian's own python3: a venv of "
+                        "/usr/bin/python3 measures that (see docs/performance.md)")
     p.add_argument("--idle", type=int, default=3000, help="idle connections in scenario 5")
     p.add_argument("--memory-entries", type=int, help="cache entries for 'mem' (100000)")
     p.add_argument("--out", default=str(BENCH / "RESULTS.md"))
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown scenario(s) {unknown}: choose among {', '.join(SCENARIOS)}")
     duration = args.duration or (2.0 if args.quick else 5.0)
     users = args.users or (8 if args.quick else 50)
+    pythons = tuple(x for x in args.python.split(",") if x) or (sys.executable,)
     raise_nofile()
 
     with tempfile.TemporaryDirectory(prefix="saslauthpy-bench-") as tmpdir:
@@ -92,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         s = Settings(tmp=tmp, loadgen=build_loadgen(tmp), duration=duration,
                      threads=args.threads, users=users, quick=args.quick, idle=args.idle,
                      request_timeout=10.0, processes=args.processes,
-                     accept=tuple(a for a in args.accept.split(",") if a),
+                     accept=tuple(a for a in args.accept.split(",") if a), pythons=pythons,
                      memory_entries=args.memory_entries or (10_000 if args.quick else 100_000),
                      profile=tmp / "profile.raw" if args.profile else None)
         rows = []
@@ -127,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"duration": f"{duration:g} s", "users": str(users), "threads": str(args.threads),
                 "saslauthpy processes": str(args.processes or "default (one per CPU)"),
                 "quick": str(args.quick).lower()}
-    write_markdown(out, rows, machine(), settings, plot_ref, top)
+    write_markdown(out, rows, machine(pythons), settings, plot_ref, top)
     if args.json:
         Path(args.json).write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
     print(f"wrote {out}" + (f" and {plot}" if plotted else ""), file=sys.stderr)

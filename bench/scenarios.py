@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -48,6 +47,9 @@ class Settings:
     profile: Path | None = None
     processes: int = 0  # saslauthpy's [server] processes (0: its default, one per CPU)
     accept: tuple[str, ...] = ()  # [server] accept variants for scenarios 1, 2 (): default
+    # the interpreters saslauthpy runs on, side by side (the first one's rows are plain
+    # "saslauthpy"; the others' say "on PATH")
+    pythons: tuple[str, ...] = (sys.executable,)
 
 
 @dataclass
@@ -95,17 +97,20 @@ def each_daemon(s: Settings, scenario: str, title: str, mech: str, cache: bool,
                 ours: list[tuple[str, dict[str, Any]]] | None = None, mech_options: str = "",
                 with_c: bool = True, soft_nofile: int | None = None):
     """Yield (row, daemon) for the C daemon then each of our configurations, started."""
-    variants: list[tuple[str, dict[str, Any] | None]] = [(CSaslauthd.label, None)] if with_c else []
-    variants += ours if ours is not None else [("saslauthpy", THROTTLE_OFF)]
-    for label, config in variants:
-        base = s.tmp / f"s{scenario}-{re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')}"
+    variants: list[tuple[str, dict[str, Any] | None, str]] = (
+        [(CSaslauthd.label, None, "")] if with_c else [])
+    for label, config in ours if ours is not None else [("saslauthpy", THROTTLE_OFF)]:
+        variants += [(label if i == 0 else f"{label} on {python}", config, python)
+                     for i, python in enumerate(s.pythons)]
+    for n, (label, config, python) in enumerate(variants):
+        base = s.tmp / f"s{scenario}-{n}"  # short: the run directory holds the socket
         if config is None:
             d: Daemon = CSaslauthd(base, mech, s.threads, cache, mech_options)
         else:
             if s.processes:
                 config = {**config, "server": {**config.get("server", {}),
                                                "processes": s.processes}}
-            d = Saslauthpy(base, mech, s.threads, cache, mech_options, config, label)
+            d = Saslauthpy(base, mech, s.threads, cache, mech_options, config, label, python)
         row = Row(scenario, title, label)
         d.soft_nofile = soft_nofile
         try:
