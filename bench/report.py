@@ -44,8 +44,8 @@ def machine(pythons: tuple[str, ...] = (sys.executable,)) -> dict[str, str]:
 
 def interpreter(python: str) -> str:
     """``python``'s version and path, and whether its libpython is a shared library: such
-    a build (pyenv's default, without profile-guided optimisation) ran our code 15-20%
-    slower than Debian's own python3, which the Debian package runs on
+    a build (pyenv's default, without profile-guided optimisation) cost us up to 15% more
+    CPU per answer than Debian's own python3, which the Debian package runs on
     (docs/performance.md)."""
     probe = ("import platform, sys; print(platform.python_version(), sys.executable, "
              "any('libpython' in line for line in open('/proc/self/maps')), sep='|')")
