@@ -62,6 +62,21 @@ def wait_socket(path: Path, proc: subprocess.Popen | None, timeout: float = 20.0
     raise RuntimeError(f"no socket at {path} after {timeout}s")
 
 
+def wait_ready(sock: socket.socket, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Wait for ``READY=1`` on ``sock`` (the daemon's NOTIFY_SOCKET), as systemd does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}")
+        sock.settimeout(0.1)
+        try:
+            if b"READY=1" in sock.recv(4096).split(b"\n"):
+                return
+        except TimeoutError:
+            pass
+    raise RuntimeError(f"no READY=1 after {timeout}s")
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for entry in os.listdir("/proc"):
@@ -226,17 +241,24 @@ class Saslauthpy(Daemon):
             cmd += ["-O", self.mech_options]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-        env.pop("NOTIFY_SOCKET", None)
+        # Started as its unit starts it (Type=notify): measured once it says READY=1, sent
+        # when every worker process serves.  The socket accepts before that, while the
+        # first worker alone serves and the others are still starting.
+        notify = self.base / "notify"
+        notify.unlink(missing_ok=True)
+        env["NOTIFY_SOCKET"] = str(notify)
         self._log = open(self.log, "ab")
-        # cwd: "-m" puts the working directory first on the path, and this checkout's code
-        # is the one measured, wherever the harness was started
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=self._log, env=env,
-                                     cwd=ROOT, preexec_fn=nofile_limit(self.soft_nofile))
-        try:
-            wait_socket(self.socket, self.proc)
-        except RuntimeError as exc:
-            self.stop()
-            raise RuntimeError(f"saslauthpy: {exc}: {self.error()}") from None
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as ready:
+            ready.bind(str(notify))
+            # cwd: "-m" puts the working directory first on the path, and this checkout's
+            # code is the one measured, wherever the harness was started
+            self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=self._log, env=env,
+                                         cwd=ROOT, preexec_fn=nofile_limit(self.soft_nofile))
+            try:
+                wait_ready(ready, self.proc)
+            except RuntimeError as exc:
+                self.stop()
+                raise RuntimeError(f"saslauthpy: {exc}: {self.error()}") from None
         return self
 
     def pid(self) -> int:

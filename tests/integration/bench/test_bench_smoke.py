@@ -49,3 +49,18 @@ def test_bench_harness_runs_both_daemons_and_writes_the_table(tmp_path):
     assert plot.exists() and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The bench accounts are gone again.
     assert "sbench" not in Path("/etc/passwd").read_text()
+
+
+def test_saslauthpy_is_measured_once_every_worker_serves(tmp_path, monkeypatch):
+    # As systemd starts it (Type=notify): start() returns at READY=1, when every worker
+    # process serves, not when the socket first accepts (the first worker alone then).
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from daemons import Saslauthpy, _children
+
+    daemon = Saslauthpy(tmp_path / "d", "getpwent", 4, False,
+                        config={"server": {"processes": 3}}, python=sys.executable)
+    daemon.start()
+    try:
+        assert len(_children(daemon.pid())) == 3
+    finally:
+        daemon.stop()
