@@ -65,10 +65,10 @@ def wait_socket(path: Path, proc: subprocess.Popen | None, timeout: float = 20.0
 def wait_ready(sock: socket.socket, proc: subprocess.Popen, timeout: float = 20.0) -> None:
     """Wait for ``READY=1`` on ``sock`` (the daemon's NOTIFY_SOCKET), as systemd does."""
     deadline = time.monotonic() + timeout
+    sock.settimeout(0.1)  # between looks at whether the daemon is still alive
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"exited with {proc.returncode}")
-        sock.settimeout(0.1)
         try:
             if b"READY=1" in sock.recv(4096).split(b"\n"):
                 return

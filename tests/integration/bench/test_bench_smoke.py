@@ -55,12 +55,12 @@ def test_saslauthpy_is_measured_once_every_worker_serves(tmp_path, monkeypatch):
     # As systemd starts it (Type=notify): start() returns at READY=1, when every worker
     # process serves, not when the socket first accepts (the first worker alone then).
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    from daemons import Saslauthpy, _children
+    from daemons import Saslauthpy
 
-    daemon = Saslauthpy(tmp_path / "d", "getpwent", 4, False,
-                        config={"server": {"processes": 3}}, python=sys.executable)
+    daemon = Saslauthpy(tmp_path / "d", "getpwent", 4, False, config={"server": {"processes": 3}})
     daemon.start()
     try:
-        assert len(_children(daemon.pid())) == 3
+        workers = daemon.pids()[1:]  # the supervisor's children
+        assert len(workers) == 3
     finally:
         daemon.stop()
