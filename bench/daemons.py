@@ -216,11 +216,13 @@ class Saslauthpy(Daemon):
 
     def __init__(self, base: Path, mech: str, threads: int, cache: bool,
                  mech_options: str = "", config: dict[str, Any] | None = None,
-                 label: str = "saslauthpy", python: str = sys.executable):
+                 label: str = "saslauthpy", python: str = sys.executable,
+                 launcher: tuple[str, ...] = ("-m", "saslauthpy")):
         super().__init__(base, mech, threads, cache, mech_options)
         self.config = config or {}
         self.label = label
         self.python = python  # the interpreter (with saslauthpy's dependencies) it runs on
+        self.launcher = launcher  # what the interpreter runs, before the daemon's arguments
 
     def start(self) -> Saslauthpy:
         self.base.mkdir(parents=True, exist_ok=True)
@@ -233,7 +235,7 @@ class Saslauthpy(Daemon):
                 cfg[key] = value
         conf = self.base / "saslauthpy.toml"
         conf.write_text(toml_dumps(cfg))
-        cmd = [self.python, "-m", "saslauthpy", "-f", "--config", str(conf),
+        cmd = [self.python, *self.launcher, "-f", "--config", str(conf),
                "-a", self.mech, "-n", str(self.threads)]
         if self.cache:
             cmd.append("-c")

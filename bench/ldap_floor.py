@@ -10,9 +10,12 @@ OK or NO: nothing else (no cache, throttle, audit, timeouts, failover, escaping)
 is a measure, not a daemon.  ``blocking-N``: N processes, each
 blocked in ``accept()``, one request at a time (the C daemon's shape); ``multiplexed-2``:
 2 processes, each one thread in ``epoll`` over its clients and one LDAP connection driven
-by libldap's asynchronous calls.  8 clients (alice and dave: cheap hashes), one private
-slapd; printed per server: good answers/s, the CPU per answer of its processes and of
-slapd, per round, and the medians with the ratio to the C daemon's median.
+by libldap's asynchronous calls; ``saslauthpy-shell``: saslauthpy with default settings
+(its worker processes, accepting threads and event loops) whose fast lane does only a
+floor's work (``shell``), so the daemon's shape is measured without its per-login path.
+8 clients (alice and dave: cheap hashes), one private slapd; printed per server: good
+answers/s, the CPU per answer of its processes and of slapd, per round, and the medians
+with the ratio to the C daemon's median.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -130,6 +134,33 @@ def serve(kind: str, processes: int, path: str, uri: str) -> None:
                     reply(client, password, entries)
 
 
+def shell(uri: str, argv: list[str]) -> None:
+    """Run saslauthpy (``argv``: its arguments) with a floor's work in place of its fast
+    lane's: each lane thread answers on a connection of its own, blocking, and hands
+    nothing to the event loop."""
+    from saslauthpy import fastlane
+    from saslauthpy.cli.daemon import main as daemon
+
+    mine = threading.local()
+
+    def handle(lane, fd: int, started: float = 0.0) -> None:
+        conn = getattr(mine, "conn", None)
+        if conn is None:
+            bound = ldap.initialize(uri)
+            bound.simple_bind_s(SERVICE_DN, SERVICE_PW)
+            conn = mine.conn = bound._l
+        os.set_blocking(fd, True)  # the acceptor made it non-blocking; the request is coming
+        login, password = login_and_password(os.read(fd, 4096))
+        if not login:
+            os.close(fd)
+            return
+        reply(fd, password, conn.result4(search(conn, login), 1, 5, 0, 0, 0)[1])
+
+    fastlane.FastLane.handle = handle
+    sys.argv = ["saslauthpy", *argv]
+    raise SystemExit(daemon())
+
+
 # -- the comparison -------------------------------------------------------------------------
 
 class Floor:
@@ -158,6 +189,8 @@ def main() -> None:
                     help="the interpreter saslauthpy and the floors run on (as bench/run.py)")
     ap.add_argument("--serve", nargs=4, metavar=("KIND", "PROCESSES", "SOCKET", "URI"),
                     help=argparse.SUPPRESS)
+    if sys.argv[1:2] == ["--shell"]:  # --shell URI, then the daemon's own arguments
+        shell(sys.argv[2], sys.argv[3:])
     args = ap.parse_args()
     if args.serve:
         kind, processes, path, uri = args.serve
@@ -173,7 +206,10 @@ def main() -> None:
         settings = Settings(tmp=tmp, loadgen=build_loadgen(tmp), duration=args.seconds)
         servers = {"C saslauthd": CSaslauthd(tmp / "c", "ldap", 5, False, str(conf)),
                    "saslauthpy": Saslauthpy(tmp / "o", "ldap", 5, False, str(conf),
-                                            python=args.python)}
+                                            python=args.python),
+                   "saslauthpy-shell": Saslauthpy(tmp / "s", "ldap", 5, False, str(conf),
+                                                  python=args.python,
+                                                  launcher=(__file__, "--shell", slapd.uri))}
         try:
             for d in servers.values():
                 d.start()
@@ -189,12 +225,12 @@ def main() -> None:
                     cpu = (cpu_seconds(pids) - before) / answered * 1e6
                     cpu_slapd = (cpu_seconds([slapd.proc.pid]) - before_slapd) / answered * 1e6
                     rates[name].append(sum(g["good_rps"] for g in out.values()))
-                    print(f"round {r + 1}  {name:14s} {rates[name][-1]:7.0f}/s  "
+                    print(f"round {r + 1}  {name:16s} {rates[name][-1]:7.0f}/s  "
                           f"CPU {cpu:4.0f} µs/answer, slapd's {cpu_slapd:4.0f}", flush=True)
             c = statistics.median(rates["C saslauthd"])
             for name, seen in rates.items():
                 m = statistics.median(seen)
-                print(f"{name:14s} median {m:7.0f}/s  {m / c:.2f}x the C daemon")
+                print(f"{name:16s} median {m:7.0f}/s  {m / c:.2f}x the C daemon")
         finally:
             for d in servers.values():
                 d.stop()
