@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -64,3 +66,22 @@ def test_saslauthpy_is_measured_once_every_worker_serves(tmp_path, monkeypatch):
         assert len(workers) == 3
     finally:
         daemon.stop()
+
+
+@pytest.mark.python_ldap
+@pytest.mark.slapd
+def test_ldap_floor_runs_every_server_and_each_answers_good_logins(tmp_path):
+    # bench/ldap_floor.py: the C daemon, ours, ours with only a floor's work in its fast
+    # lane (saslauthpy-shell) and the floors, one round each against a private slapd.
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ldap_floor.py"), "--seconds", "0.5",
+         "--rounds", "1"],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    medians = {name.strip(): float(rest.split("/s")[0])
+               for name, _, rest in (line.partition(" median ")
+                                     for line in res.stdout.splitlines()) if rest}
+    assert set(medians) == {"C saslauthd", "saslauthpy", "saslauthpy-shell", "blocking-2",
+                            "blocking-5", "multiplexed-2"}, res.stdout
+    # each answered OK to the good passwords it was asked about (only those are counted)
+    assert all(rate > 0 for rate in medians.values()), medians
