@@ -75,6 +75,23 @@ def reply(fd: int, password: bytes, entries: list) -> None:
     os.close(fd)
 
 
+def bound(uri: str):
+    """python-ldap's C object on a connection bound once as the service identity (the
+    daemon's fast lane calls it directly too)."""
+    conn = ldap.initialize(uri)
+    conn.simple_bind_s(SERVICE_DN, SERVICE_PW)
+    return conn._l
+
+
+def answer(conn, fd: int) -> None:
+    """One blocking request on ``fd``: read it, search, compare, reply, close."""
+    login, password = login_and_password(os.read(fd, 4096))
+    if not login:
+        os.close(fd)
+        return
+    reply(fd, password, conn.result4(search(conn, login), 1, 5, 0, 0, 0)[1])
+
+
 def serve(kind: str, processes: int, path: str, uri: str) -> None:
     listen = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listen.bind(path)
@@ -82,21 +99,14 @@ def serve(kind: str, processes: int, path: str, uri: str) -> None:
     for _ in range(processes - 1):
         if os.fork() == 0:
             break
-    bound = ldap.initialize(uri)
-    bound.simple_bind_s(SERVICE_DN, SERVICE_PW)
-    conn = bound._l  # python-ldap's C object, as the daemon's fast lane calls it
+    conn = bound(uri)
     if kind == "blocking":
         while True:
-            fd, _ = listen._accept()
-            login, password = login_and_password(os.read(fd, 4096))
-            if not login:
-                os.close(fd)
-                continue
-            reply(fd, password, conn.result4(search(conn, login), 1, 5, 0, 0, 0)[1])
+            answer(conn, listen._accept()[0])
     listen.setblocking(False)
     poll = select.epoll()
     poll.register(listen.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
-    poll.register(bound.fileno(), select.EPOLLIN)
+    poll.register(conn.get_option(ldap.OPT_DESC), select.EPOLLIN)
     asked: dict[int, tuple[int, bytes]] = {}  # LDAP message id -> (client, password)
     early: set[int] = set()  # clients accepted before their request came
 
@@ -144,17 +154,10 @@ def shell(uri: str, argv: list[str]) -> None:
     mine = threading.local()
 
     def handle(lane, fd: int, started: float = 0.0) -> None:
-        conn = getattr(mine, "conn", None)
-        if conn is None:
-            bound = ldap.initialize(uri)
-            bound.simple_bind_s(SERVICE_DN, SERVICE_PW)
-            conn = mine.conn = bound._l
+        if not hasattr(mine, "conn"):
+            mine.conn = bound(uri)
         os.set_blocking(fd, True)  # the acceptor made it non-blocking; the request is coming
-        login, password = login_and_password(os.read(fd, 4096))
-        if not login:
-            os.close(fd)
-            return
-        reply(fd, password, conn.result4(search(conn, login), 1, 5, 0, 0, 0)[1])
+        answer(mine.conn, fd)
 
     fastlane.FastLane.handle = handle
     sys.argv = ["saslauthpy", *argv]
@@ -182,6 +185,8 @@ class Floor:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--shell"]:  # --shell URI, then the daemon's own arguments
+        shell(sys.argv[2], sys.argv[3:])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--rounds", type=int, default=3)
@@ -189,8 +194,6 @@ def main() -> None:
                     help="the interpreter saslauthpy and the floors run on (as bench/run.py)")
     ap.add_argument("--serve", nargs=4, metavar=("KIND", "PROCESSES", "SOCKET", "URI"),
                     help=argparse.SUPPRESS)
-    if sys.argv[1:2] == ["--shell"]:  # --shell URI, then the daemon's own arguments
-        shell(sys.argv[2], sys.argv[3:])
     args = ap.parse_args()
     if args.serve:
         kind, processes, path, uri = args.serve
