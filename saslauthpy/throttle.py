@@ -176,9 +176,13 @@ class Throttle:
         if not self.enabled:
             return False
         if result is Result.OK:
-            return (self._redis is not None or (self.pairs is not None and bool(
-                request.client_addr)) or self._local.active(self.clock()))
+            return (self.pairs is not None and bool(request.client_addr)) or self._may_lift()
         return result in FAILURES
+
+    def _may_lift(self) -> bool:
+        """Some key may have a penalty an OK would lift: always with Redis (the table is
+        there), else while the local table's horizon is ahead."""
+        return self._redis is not None or self._local.active(self.clock())
 
     def record(self, request: Request, result: Result, password_fingerprint: bytes,
                identities: Sequence[Identity] | None = None) -> None:
@@ -193,7 +197,7 @@ class Throttle:
         if result is Result.OK:
             if self.pairs is not None and self.pairs.remember_all(keys):
                 return  # the user's penalty stays, for the other addresses
-            if self._redis is None and not self._local.active(self.clock()):
+            if not self._may_lift():
                 return  # no key has a penalty now: an entry left is as good as none
             user_keys = [k for k in keys if k.startswith("u:")]
             if user_keys:
