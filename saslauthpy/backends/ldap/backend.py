@@ -18,7 +18,9 @@ asynchronous calls multiplexed on the event loop (``authenticate`` is a coroutin
 binds and opening connections block, so they run in the backend's own threads.  Every
 login is a real bind or a real password check: nothing is remembered between requests
 (cyrus-sasl#550).  A user bind never goes out with an empty DN (that would be an
-anonymous bind, which servers accept).  See docs/ldap.md.
+anonymous bind, which servers accept).  An unknown user takes about as long as a real
+user's wrong password: ``custom`` checks a decoy hash, ``bind`` and ``fastbind`` wait out
+what a real user's bind costs the directory (``_timed_bind``).  See docs/ldap.md.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -66,6 +69,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("saslauthpy.ldap")
 DECOY_RDN = "cn=saslauthpy-decoy"  # the DN bind's decoy binds as, under the search base
+BIND_SAMPLES = 15  # bind_cost is the median of the last real binds' times (robust to
+# the odd slow one, such as a bind that had to open its connection first)
+SHORTEST_WAIT = 0.001  # seconds: a shorter wait is left out (the event loop would make
+# it a millisecond, longer than the difference it hides; a round trip varies as much)
 
 class NotFound(Exception):
     """No one entry for the login under ``base`` (the search base the filter ran under)."""
@@ -105,6 +112,8 @@ class Backend(base.Backend):
         self.now_links: list[NowLinks] = []
         self.compare = Compare(self.s.password_attr, self.threads)  # custom's own check
         self.decoy_password = secrets.token_urlsafe(12).encode()  # bind's decoy (_decoy_bind)
+        self.bind_cost = 0.0  # seconds a real user's bind takes (_timed_bind)
+        self.bind_times: deque[float] = deque(maxlen=BIND_SAMPLES)
 
     # -- lifecycle
 
@@ -219,7 +228,7 @@ class Backend(base.Backend):
             dn = await self._sasl_fastbind(login, password, realm, deadline)
         elif method == "fastbind":
             dn = expand(self.s.filter, login, service, realm, "", escape_dn_value)
-            await self._user_bind(links, dn, password, deadline)
+            await self._timed_bind(links, dn, password, deadline, found=False)
         else:
             attrs = [self.s.password_attr] if method == "custom" else ["1.1"]
             try:
@@ -237,7 +246,7 @@ class Backend(base.Backend):
                 if answer is not OK:
                     return answer
             else:
-                await self._user_bind(links, dn, password, deadline)
+                await self._timed_bind(links, dn, password, deadline, found=True)
         if self.s.group_check and not await self._in_group(links, login, service, realm, dn,
                                                            deadline):
             return Answer(base.Result.FAIL, "not a member of the required group")
@@ -299,10 +308,49 @@ class Backend(base.Backend):
         password's: a bind the directory refuses, as ``DECOY_RDN`` (no such entry) under
         the search base, with a password of our own (the user's goes nowhere)."""
         dn = f"{DECOY_RDN},{base_dn}" if base_dn.strip() else DECOY_RDN
+        began = time.monotonic()
         try:
             await self._user_bind(links, dn, self.decoy_password, deadline)
         except (Refused, Unavailable, TimeoutError):
             pass  # refused, as it should be; else the answer (no such user) stands
+        await self._as_slow_as_a_bind(links, began, deadline)
+
+    async def _timed_bind(self, links: Links, dn: str, password: bytes, deadline: float,
+                          found: bool) -> None:
+        """``_user_bind``, timed so that no entry can be told from a real one: a bind to
+        an entry that exists (``found`` by the search, or accepted) teaches what the
+        directory's check of a password costs (``bind_cost``: a {CRYPT} hash costs it
+        milliseconds, a DN that does not exist nothing); a refused bind to an entry that
+        may not exist (fastbind) takes at least that long."""
+        began = time.monotonic()
+        try:
+            await self._user_bind(links, dn, password, deadline)
+        except Refused:
+            if found:
+                self._learn_bind(began)
+            else:
+                await self._as_slow_as_a_bind(links, began, deadline)
+            raise
+        self._learn_bind(began)
+
+    def _learn_bind(self, began: float) -> None:
+        """A real user's bind ran from ``began`` to now: ``bind_cost`` is the median of
+        the last few (threads may race on it, and any of their values will do)."""
+        times = self.bind_times
+        times.append(time.monotonic() - began)
+        self.bind_cost = sorted(times)[len(times) // 2]
+
+    async def _as_slow_as_a_bind(self, links: Links, began: float, deadline: float) -> None:
+        """Wait until a real user's bind begun at ``began`` would have ended
+        (``bind_cost``), within ``deadline``: in this thread on blocking links, else on
+        the event loop."""
+        rest = self.bind_cost - (time.monotonic() - began)
+        if rest < SHORTEST_WAIT:
+            return
+        if links.blocking:
+            time.sleep(min(rest, max(0.0, deadline - time.monotonic())))
+        else:
+            await asyncio.sleep(min(rest, max(0.0, deadline - links.loop.time())))
 
     async def _sasl_fastbind(self, login: str, password: bytes, realm: str,
                              deadline: float) -> str:
