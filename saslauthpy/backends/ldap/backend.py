@@ -69,10 +69,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("saslauthpy.ldap")
 DECOY_RDN = "cn=saslauthpy-decoy"  # the DN bind's decoy binds as, under the search base
-BIND_SAMPLES = 15  # bind_cost is the median of the last real binds' times (robust to
+BIND_SAMPLES = 15  # a real bind's cost is the median of the last ones' times (robust to
 # the odd slow one, such as a bind that had to open its connection first)
 SHORTEST_WAIT = 0.001  # seconds: a shorter wait is left out (the event loop would make
 # it a millisecond, longer than the difference it hides; a round trip varies as much)
+
 
 class NotFound(Exception):
     """No one entry for the login under ``base`` (the search base the filter ran under)."""
@@ -112,7 +113,7 @@ class Backend(base.Backend):
         self.now_links: list[NowLinks] = []
         self.compare = Compare(self.s.password_attr, self.threads)  # custom's own check
         self.decoy_password = secrets.token_urlsafe(12).encode()  # bind's decoy (_decoy_bind)
-        self.bind_cost = 0.0  # seconds a real user's bind takes (_timed_bind)
+        # seconds the last real users' binds took (_timed_bind)
         self.bind_times: deque[float] = deque(maxlen=BIND_SAMPLES)
 
     # -- lifecycle
@@ -319,7 +320,7 @@ class Backend(base.Backend):
                           found: bool) -> None:
         """``_user_bind``, timed so that no entry can be told from a real one: a bind to
         an entry that exists (``found`` by the search, or accepted) teaches what the
-        directory's check of a password costs (``bind_cost``: a {CRYPT} hash costs it
+        directory's check of a password costs (``bind_times``: a {CRYPT} hash costs it
         milliseconds, a DN that does not exist nothing); a refused bind to an entry that
         may not exist (fastbind) takes at least that long."""
         began = time.monotonic()
@@ -327,24 +328,20 @@ class Backend(base.Backend):
             await self._user_bind(links, dn, password, deadline)
         except Refused:
             if found:
-                self._learn_bind(began)
+                self.bind_times.append(time.monotonic() - began)
             else:
                 await self._as_slow_as_a_bind(links, began, deadline)
             raise
-        self._learn_bind(began)
-
-    def _learn_bind(self, began: float) -> None:
-        """A real user's bind ran from ``began`` to now: ``bind_cost`` is the median of
-        the last few (threads may race on it, and any of their values will do)."""
-        times = self.bind_times
-        times.append(time.monotonic() - began)
-        self.bind_cost = sorted(times)[len(times) // 2]
+        self.bind_times.append(time.monotonic() - began)
 
     async def _as_slow_as_a_bind(self, links: Links, began: float, deadline: float) -> None:
-        """Wait until a real user's bind begun at ``began`` would have ended
-        (``bind_cost``), within ``deadline``: in this thread on blocking links, else on
+        """Wait until a real user's bind begun at ``began`` would have ended (the median
+        of ``bind_times``), within ``deadline``: in this thread on blocking links, else on
         the event loop."""
-        rest = self.bind_cost - (time.monotonic() - began)
+        times = sorted(self.bind_times)  # a copy: other threads may add to it meanwhile
+        if not times:
+            return
+        rest = times[len(times) // 2] - (time.monotonic() - began)
         if rest < SHORTEST_WAIT:
             return
         if links.blocking:
