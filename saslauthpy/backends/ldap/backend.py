@@ -71,8 +71,8 @@ log = logging.getLogger("saslauthpy.ldap")
 DECOY_RDN = "cn=saslauthpy-decoy"  # the DN bind's decoy binds as, under the search base
 BIND_SAMPLES = 15  # a real bind's cost is the median of the last ones' times (robust to
 # the odd slow one, such as a bind that had to open its connection first)
-SHORTEST_WAIT = 0.001  # seconds: a shorter wait is left out (the event loop would make
-# it a millisecond, longer than the difference it hides; a round trip varies as much)
+SHORTEST_WAIT = 0.0005  # seconds: a shorter wait is left out: the event loop sleeps in
+# whole milliseconds, and would make it nearer a millisecond than the difference it hides
 
 
 class NotFound(Exception):
