@@ -6,7 +6,8 @@ still makes its bind, as a DN that does not exist, so it takes the same round tr
 then waits out what the directory's check of a real user's password costs (a {CRYPT}
 hash: milliseconds; a DN that does not exist: nothing); ``fastbind`` likewise for every
 refused bind.  On the event loop's path and in the fast lane's threads.  Medians compared
-with each other, never with a fixed time."""
+with each other, never with a fixed time, except as a lower bound (which load cannot
+break)."""
 
 from __future__ import annotations
 
