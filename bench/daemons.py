@@ -253,9 +253,13 @@ class Saslauthpy(Daemon):
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as ready:
             ready.bind(str(notify))
             # cwd: "-m" puts the working directory first on the path, and this checkout's
-            # code is the one measured, wherever the harness was started
+            # code is the one measured, wherever the harness was started.  A session of its
+            # own, as systemd starts a service and as the C daemon's setsid() gives it: with
+            # the kernel's autogroup scheduling a session shares the CPU as one group, and
+            # the harness's session holds the load generator.
             self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=self._log, env=env,
-                                         cwd=ROOT, preexec_fn=nofile_limit(self.soft_nofile))
+                                         cwd=ROOT, preexec_fn=nofile_limit(self.soft_nofile),
+                                         start_new_session=True)
             try:
                 wait_ready(ready, self.proc)
             except RuntimeError as exc:
