@@ -1,10 +1,11 @@
 """A worker's numbers as plain counters, and the sum over every worker.
 
-``Stats.observe`` is called once per decision on the asyncio path (only when metrics
-are on); the fast lane counts on its own (``fastlane.Counts``) and both are folded
-into one snapshot when the worker publishes it on the scoreboard.  ``merge`` adds up
-the snapshots of every worker: that is what ``status`` reports and what a scrape
-renders (``metrics.render``).  No prometheus_client object is touched per request.
+``Stats.observe`` is called once per decision of the pipeline (the asyncio path and the
+inline lane), metrics on or off; the fast lane's cached answers are counted on their own
+(``fastlane.Counts``) and both are folded into one snapshot when the worker publishes it
+on the scoreboard.  ``merge`` adds up the snapshots of every worker: that is what
+``status`` reports and what a scrape renders (``metrics.render``).  No prometheus_client
+object is touched per request.
 """
 
 from __future__ import annotations
